@@ -1,0 +1,1 @@
+"""pioreactord: the supervisor daemon and its client, pioctl."""
