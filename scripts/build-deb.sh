@@ -28,7 +28,7 @@ BUILD_TOOLS=(build-essential dpkg-dev fakeroot debhelper dh-python pybuild-plugi
              python3-all python3-setuptools python3-wheel lintian)
 # What install_requires (+ python3-pigpio from debian/control) must become in Depends.
 EXPECTED_DEPENDS=(python3-paho-mqtt python3-zmq python3-psutil python3-structlog python3-click
-                  python3-sdnotify python3-pigpio adduser)
+                  python3-sdnotify python3-pigpio adduser procps)
 
 work=$(mktemp -d /tmp/pioreactord-deb.XXXXXX)
 cleanup() {
