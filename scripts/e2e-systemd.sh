@@ -1,0 +1,366 @@
+#!/bin/bash
+# End-to-end test of the .deb under a real systemd: boot a Debian bookworm container with
+# systemd-nspawn (this machine's PID 1 is not systemd), install the package and mosquitto inside,
+# then check the service as a user would meet it:
+#   start returns only once ready; runs as pioreactor (with its device groups); pioctl works as
+#   pioreactor and root; a missed watchdog restarts it; reload keeps the same process; stop stops
+#   every job cleanly first (`disconnected` on the broker); purge leaves nothing behind.
+#
+#   scripts/e2e-systemd.sh [--arch arm64] [--deb PATH]
+#
+# --deb: default dist/pioreactord_<version>_all.deb (scripts/build-deb.sh makes it).
+# --arch arm64: the same test in an arm64 container under qemu-user (slow, about 10 min; for a
+#   person to run, not CI). E2E_MIRROR overrides the Debian mirror.
+# The rootfs is cached as a tarball in /var/cache/pioreactord-e2e/ (delete it to refresh).
+# The container is powered off on every path (SIGKILL to its init after 30 s) and every
+# temporary file, cgroup and mount is removed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+repo=$(dirname "$here")
+
+ARCH=$(dpkg --print-architecture)
+DEB=$repo/dist/pioreactord_$(setup_cfg_version "$repo")_all.deb
+while [ $# -gt 0 ]; do
+    case $1 in
+        --arch) ARCH=$2; shift 2 ;;
+        --deb) DEB=$2; shift 2 ;;
+        *) echo "usage: $0 [--arch arm64] [--deb PATH]" >&2; exit 2 ;;
+    esac
+done
+[ -f "$DEB" ] || die "$DEB not found (run scripts/build-deb.sh first)"
+DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
+
+SUITE=bookworm
+# systemd-sysv: invoke-rc.d (mosquitto's postinst) needs `runlevel` to see a running systemd.
+INCLUDE=systemd,systemd-sysv,dbus,python3,adduser
+CACHE_DIR=/var/cache/pioreactord-e2e
+CACHE=$CACHE_DIR/$SUITE-$ARCH-$(echo "$INCLUDE" | md5sum | cut -c1-8).tar.zst
+MIRROR=${E2E_MIRROR:-$(sed -n 's|^URIs: *\(.*/debian\)/*$|\1|p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)}
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+MACHINE=pioe2e-$$
+CGROUP=pioreactord-e2e-$$ # nspawn runs in its own cgroup, so its payload/supervisor are ours
+HANG_FILE=/var/lib/pioreactord/e2e-hang
+DROPIN_DIR=/etc/systemd/system/pioreactord.service.d
+SLOW=1 # deadline multiplier: qemu-user is about 10x slower
+[ "$ARCH" = "$(dpkg --print-architecture)" ] || SLOW=10
+
+WORK=$(mktemp -d /var/tmp/pioreactord-e2e.XXXXXX) # the rootfs is about 300 MB: not /tmp
+ROOT=$WORK/rootfs
+NSPAWN_PID=
+LEADER=
+BINFMT_MOUNTED=0
+BINFMT_REGISTERED=
+TOTAL_START=$(now_us)
+
+# --- running things inside the container ------------------------------------------------------
+
+# inside CMD...: run CMD in the container with a clean environment (nsenter passes the host's on).
+inside() {
+    nsenter -t "$LEADER" -a /usr/bin/env -i PATH=$CLEAN_PATH LANG=C.UTF-8 \
+        DEBIAN_FRONTEND=noninteractive "$@"
+}
+as_pioreactor() { inside runuser -u pioreactor -- "$@"; }
+prop() { inside systemctl show -P "$1" pioreactord.service; }
+
+# wait_for SECONDS DESCRIPTION CMD...: poll CMD until it succeeds; fail after the deadline.
+wait_for() {
+    local deadline=$(($(now_us) + $1 * SLOW * 1000000)) what=$2
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        [ "$(now_us)" -lt "$deadline" ] || die "timed out waiting for: $what"
+        sleep 0.2
+    done
+}
+
+# The job's field from `pioctl status --json` (read on stdin); empty if the job is not listed.
+job_field() {
+    /usr/bin/python3 -c 'import json, sys
+job, field = sys.argv[1:]
+for entry in json.load(sys.stdin):
+    if entry["job_name"] == job:
+        print(entry[field])' "$1" "$2"
+}
+
+unit_is() { [ "$(prop ActiveState)/$(prop SubState)" = "$1" ]; }
+status_text_has() { prop StatusText | grep -q -- "$1"; }
+journal_since() { inside journalctl -q -u pioreactord.service --no-pager --after-cursor="$1"; }
+journal_cursor() { inside journalctl -u pioreactord.service -n 0 --show-cursor | sed -n 's/^-- cursor: //p'; }
+
+# --- container life ---------------------------------------------------------------------------
+
+host_tools() {
+    local tools=(systemd-container mmdebstrap zstd)
+    [ "$SLOW" = 1 ] || tools+=(qemu-user-static)
+    apt_install_missing "${tools[@]}"
+}
+
+# Foreign architecture: register qemu with binfmt_misc by hand (no systemd-binfmt here). The F
+# flag in Debian's .conf makes it work inside the container's root too.
+setup_binfmt() {
+    local name=qemu-${ARCH/arm64/aarch64}
+    if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        BINFMT_MOUNTED=1
+    fi
+    if [ ! -e "/proc/sys/fs/binfmt_misc/$name" ]; then
+        cat "/usr/lib/binfmt.d/$name.conf" >/proc/sys/fs/binfmt_misc/register
+        BINFMT_REGISTERED=$name
+    fi
+}
+
+make_rootfs() {
+    if [ ! -f "$CACHE" ]; then
+        local tmp
+        mkdir -p "$CACHE_DIR"
+        tmp=$CACHE_DIR/.partial-$$.tar.zst
+        log "no cached rootfs: mmdebstrap $SUITE $ARCH from $MIRROR"
+        env -i PATH=$CLEAN_PATH mmdebstrap --quiet --arch="$ARCH" --variant=minbase \
+            --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR" || { rm -f "$tmp"; return 1; }
+        mv "$tmp" "$CACHE"
+    fi
+    mkdir "$ROOT"
+    tar --zstd -xpf "$CACHE" -C "$ROOT" --numeric-owner
+    # mmdebstrap writes no /etc/hosts; without it `localhost` (the broker in the default config)
+    # does not resolve. A real installation has this one.
+    printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
+    # apt reads local .debs as _apt: /var/tmp (not the container's tmpfs /tmp) is readable.
+    cp "$DEB" "$ROOT/var/tmp/"
+}
+
+boot() {
+    local cg
+    for cg in systemd unified; do
+        [ ! -d "/sys/fs/cgroup/$cg" ] || mkdir "/sys/fs/cgroup/$cg/$CGROUP"
+    done
+    # --register=no --keep-unit: there is no machined or system bus on the host.
+    # --console=read-only: someone must read the console, or PID 1 blocks writing to it.
+    (
+        for cg in systemd unified; do
+            [ ! -d "/sys/fs/cgroup/$cg" ] || echo "$BASHPID" >"/sys/fs/cgroup/$cg/$CGROUP/cgroup.procs"
+        done
+        exec systemd-nspawn --quiet -D "$ROOT" --machine="$MACHINE" --register=no --keep-unit \
+            --boot --console=read-only
+    ) </dev/null >"$WORK/console.log" 2>&1 &
+    NSPAWN_PID=$!
+    wait_for 30 "the container's systemd" find_leader
+    # systemctl fails until PID 1 has its bus up; then --wait blocks until boot is done. A
+    # qemu-user container is `degraded` (units that use credentials fail there): also fine.
+    wait_for 60 "the container's system bus" inside systemctl show -P SystemState
+    local state
+    state=$(inside timeout $((120 * SLOW)) systemctl is-system-running --wait || true)
+    case $state in
+        running) ;;
+        degraded) log "container is degraded: $(inside systemctl --failed --plain --no-legend | cut -d' ' -f1 | xargs)" ;;
+        *) die "container did not boot: $state" ;;
+    esac
+}
+
+find_leader() {
+    kill -0 "$NSPAWN_PID" 2>/dev/null || die "systemd-nspawn exited: $(tail -5 "$WORK/console.log")"
+    LEADER=$(pgrep -P "$NSPAWN_PID" -x systemd)
+}
+
+poweroff() {
+    [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null || return 0
+    timeout 10 nsenter -t "$LEADER" -a /usr/bin/env -i PATH=$CLEAN_PATH systemctl poweroff \
+        >/dev/null 2>&1 || true
+    local deadline=$((SECONDS + 30))
+    while kill -0 "$NSPAWN_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    if kill -0 "$NSPAWN_PID" 2>/dev/null; then
+        log "container still up 30 s after poweroff: SIGKILL to its init ($LEADER)"
+        kill -KILL "$LEADER" 2>/dev/null || true # the PID namespace dies with its init
+    fi
+    wait "$NSPAWN_PID" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    report_failed_step
+    if [ "$rc" != 0 ] && [ -n "$LEADER" ] && kill -0 "$LEADER" 2>/dev/null; then
+        log "diagnostics:"
+        inside systemctl status --no-pager pioreactord.service >&2 || true
+        inside journalctl --no-pager -n 60 -u pioreactord.service >&2 || true
+    fi
+    poweroff
+    local cg
+    for cg in systemd unified; do
+        [ ! -d "/sys/fs/cgroup/$cg/$CGROUP" ] ||
+            find "/sys/fs/cgroup/$cg/$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+    # nspawn leaves this behind when /run is not a tmpfs (it is on disk on this machine).
+    rm -rf "/run/systemd/nspawn/propagate/$MACHINE"
+    [ -z "$BINFMT_REGISTERED" ] || echo -1 >"/proc/sys/fs/binfmt_misc/$BINFMT_REGISTERED"
+    [ "$BINFMT_MOUNTED" = 0 ] || umount /proc/sys/fs/binfmt_misc
+    rm -rf "$WORK"
+    log "e2e-systemd ($ARCH): $([ "$rc" = 0 ] && echo PASSED || echo "FAILED rc=$rc") in $(elapsed "$TOTAL_START") s"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the checks -------------------------------------------------------------------------------
+
+install_package() {
+    # A Pi has gpio (and i2c, spi); this container gets only gpio, to see both cases: the user
+    # joins gpio, and the missing i2c/spi groups do not stop the unit.
+    inside groupadd --system gpio
+    inside timeout $((300 * SLOW)) apt-get update -q >/dev/null
+    # mosquitto comes in as a Recommends; mosquitto-clients is the test's own view of the broker.
+    inside timeout $((600 * SLOW)) apt-get install -y -q "/var/tmp/$(basename "$DEB")" \
+        mosquitto-clients >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; return 1; }
+    # postinst does `deb-systemd-invoke start ... || true`: apt succeeds even if the unit failed.
+    [ "$(inside systemctl is-enabled pioreactord.service)" = enabled ] || die "unit not enabled"
+    unit_is active/running || die "postinst did not start the unit: $(prop ActiveState)/$(prop Result)"
+    wait_for 30 "mosquitto active" inside systemctl is-active mosquitto.service
+    local out
+    out=$(inside systemd-analyze verify --man=no pioreactord.service 2>&1) || die "$out"
+    [ -z "$out" ] || die "systemd-analyze verify in the container printed: $out"
+}
+
+check_start_waits_for_ready() {
+    inside systemctl stop pioreactord.service
+    local start
+    start=$(now_us)
+    inside systemctl start pioreactord.service
+    log "systemctl start returned after $(elapsed "$start") s"
+    # Type=notify: start returned only after READY=1, so everything READY=1 promises holds now,
+    # without any retry.
+    [ "$(prop Type)" = notify ] || die "Type is $(prop Type)"
+    unit_is active/running || die "after start: $(prop ActiveState)/$(prop SubState)"
+    inside test -S /run/pioreactord/control.sock || die "no control socket after start returned"
+    inside test -S /run/pioreactord/jobs.sock || die "no job socket after start returned"
+    inside pioctl status --json >/dev/null || die "pioctl status failed right after start"
+    wait_for 10 "STATUS= with 0 jobs" status_text_has "^0 jobs"
+}
+
+check_user_and_groups() {
+    local pid uid gpio_gid
+    pid=$(prop MainPID)
+    uid=$(inside id -u pioreactor)
+    gpio_gid=$(inside getent group gpio | cut -d: -f3)
+    inside grep -q "^Uid:[[:space:]]*$uid[[:space:]]" "/proc/$pid/status" ||
+        die "MainPID $pid does not run as pioreactor ($uid)"
+    inside grep -qE "^Groups:.*\\b$gpio_gid\\b" "/proc/$pid/status" ||
+        die "MainPID $pid is not in group gpio ($gpio_gid): $(inside grep Groups "/proc/$pid/status")"
+    log "MainPID $pid: uid $uid (pioreactor), in gpio"
+}
+
+check_job() {
+    local pid
+    as_pioreactor pioctl start stirring >/dev/null
+    STIRRING_PID=$(as_pioreactor pioctl status --json | job_field stirring pid)
+    [ "$(as_pioreactor pioctl status --json | job_field stirring state)" = ready ] ||
+        die "stirring is not ready: $(as_pioreactor pioctl status --json)"
+    pid=$(inside pioctl status --json | job_field stirring pid) # root may use pioctl too
+    [ "$pid" = "$STIRRING_PID" ] || die "root's pioctl sees stirring as pid '$pid'"
+    wait_for 10 "STATUS= naming stirring" status_text_has stirring
+    log "stirring ready, pid $STIRRING_PID; STATUS=$(prop StatusText)"
+}
+
+check_reload() {
+    local main nrestarts
+    main=$(prop MainPID)
+    nrestarts=$(prop NRestarts)
+    inside systemctl reload pioreactord.service
+    unit_is active/running || die "after reload: $(prop ActiveState)/$(prop SubState)"
+    [ "$(prop MainPID)" = "$main" ] || die "reload replaced the daemon ($main -> $(prop MainPID))"
+    [ "$(prop NRestarts)" = "$nrestarts" ] || die "reload restarted the unit"
+    # The daemon answers after its SIGHUP and its job is untouched.
+    [ "$(inside pioctl status --json | job_field stirring pid)" = "$STIRRING_PID" ] ||
+        die "stirring did not survive the reload"
+}
+
+check_stop_is_clean() {
+    local cursor log=$WORK/mqtt.log journal stirring_line daemon_line
+    # The test's own subscriber: retained states arrive at once, so seeing stirring's `ready`
+    # proves it is subscribed.
+    inside sh -c 'echo $$ >/run/e2e-sub.pid
+        exec mosquitto_sub -h localhost -q 2 -v -t "pioreactor/+/+/stirring/\$state" \
+            -t "pioreactor/+/+/pioreactord/\$state"' >"$log" 2>&1 &
+    wait_for 10 "subscriber sees stirring ready" grep -q '/stirring/\$state ready$' "$log"
+    cursor=$(journal_cursor)
+    inside systemctl stop pioreactord.service
+    wait_for 10 "stirring disconnected on the broker" grep -q '/stirring/\$state disconnected$' "$log"
+    wait_for 10 "the daemon's own disconnected" grep -q '/pioreactord/\$state disconnected$' "$log"
+    inside sh -c 'kill "$(cat /run/e2e-sub.pid)"; rm /run/e2e-sub.pid'
+    stirring_line=$(grep -n '/stirring/\$state disconnected$' "$log" | cut -d: -f1)
+    daemon_line=$(grep -n '/pioreactord/\$state disconnected$' "$log" | cut -d: -f1)
+    [ "$stirring_line" -lt "$daemon_line" ] || die "the daemon said disconnected before stirring did: $(cat "$log")"
+    [ "$(prop Result)/$(prop ExecMainStatus)" = success/0 ] ||
+        die "daemon did not exit 0: Result=$(prop Result) status=$(prop ExecMainStatus)"
+    # KillMode=mixed: systemd SIGKILLs what the daemon left behind. Nothing may be left.
+    journal=$(journal_since "$cursor")
+    if grep -iE 'SIGKILL|left-over|timed out' <<<"$journal" >&2; then
+        die "the stop was not clean (see the journal lines above)"
+    fi
+    inside test ! -e "/proc/$STIRRING_PID" || die "stirring ($STIRRING_PID) outlived the daemon"
+}
+
+check_watchdog_restart() {
+    local main nrestarts cursor
+    # Test-only: a short watchdog and the daemon's one-shot hang hook.
+    inside mkdir -p "$DROPIN_DIR"
+    printf '[Service]\nWatchdogSec=3\nEnvironment=PIOREACTORD_TEST_HANG_FILE=%s\n' "$HANG_FILE" |
+        inside tee "$DROPIN_DIR/e2e-watchdog.conf" >/dev/null
+    inside systemctl daemon-reload
+    inside systemctl start pioreactord.service
+    [ "$(prop WatchdogUSec)" = 3s ] || die "test drop-in not applied: WatchdogUSec=$(prop WatchdogUSec)"
+    main=$(prop MainPID)
+    nrestarts=$(prop NRestarts)
+    cursor=$(journal_cursor)
+    inside touch "$HANG_FILE"
+    wait_for 30 "a restart after the missed watchdog" restarted_since "$main" "$nrestarts"
+    journal_since "$cursor" | grep -q "Failed with result 'watchdog'" ||
+        die "restarted, but not by the watchdog: $(journal_since "$cursor")"
+    inside test ! -e "$HANG_FILE" || die "the daemon did not remove the one-shot hang file"
+    wait_for 10 "pioctl answers after the restart" inside pioctl status --json
+    log "watchdog: MainPID $main -> $(prop MainPID), NRestarts $nrestarts -> $(prop NRestarts)"
+    inside rm -r "$DROPIN_DIR"
+    inside systemctl daemon-reload
+}
+
+restarted_since() {
+    local main
+    main=$(prop MainPID)
+    [ "$(prop NRestarts)" -gt "$2" ] && unit_is active/running && [ "$main" != 0 ] && [ "$main" != "$1" ]
+}
+
+check_purge() {
+    local uid path leftovers
+    uid=$(inside id -u pioreactor)
+    inside timeout $((300 * SLOW)) apt-get purge -y -q pioreactord >"$WORK/purge.log" 2>&1 ||
+        { tail -30 "$WORK/purge.log" >&2; return 1; }
+    ! inside getent passwd pioreactor >/dev/null || die "user pioreactor is still there"
+    ! inside getent group pioreactor >/dev/null || die "group pioreactor is still there"
+    [ "$(inside getent group gpio)" = "gpio:x:$(inside getent group gpio | cut -d: -f3):" ] ||
+        die "gpio (not ours) should remain, without members: $(inside getent group gpio)"
+    [ "$(prop LoadState)" = not-found ] || die "the unit is still known to systemd"
+    for path in /lib/systemd/system/pioreactord.service /etc/pioreactord.ini \
+                /etc/systemd/system/multi-user.target.wants/pioreactord.service \
+                /var/lib/systemd/deb-systemd-helper-enabled/pioreactord.service.dsh-also \
+                /var/lib/pioreactord /var/log/pioreactord /run/pioreactord /home/pioreactor \
+                /usr/bin/pioreactord /usr/bin/pioctl; do
+        inside test ! -e "$path" || die "$path is left after purge"
+    done
+    leftovers=$(inside sh -c "grep -l '^Uid:[[:space:]]*$uid[[:space:]]' /proc/[0-9]*/status 2>/dev/null || true")
+    [ -z "$leftovers" ] || die "processes of the old pioreactor uid $uid remain: $leftovers"
+}
+
+# --- main -------------------------------------------------------------------------------------
+
+log "e2e-systemd: $(basename "$DEB") on $SUITE/$ARCH"
+step "host tools" host_tools
+[ "$SLOW" = 1 ] || step "binfmt ($ARCH)" setup_binfmt
+step "rootfs" make_rootfs
+step "boot" boot
+step "install .deb + mosquitto" install_package
+step "start returns once ready" check_start_waits_for_ready
+step "runs as pioreactor" check_user_and_groups
+step "pioctl start stirring" check_job
+step "reload keeps the daemon" check_reload
+step "stop stops jobs first" check_stop_is_clean
+step "watchdog restart" check_watchdog_restart
+step "purge leaves nothing" check_purge
+step "poweroff" poweroff
