@@ -1,0 +1,38 @@
+"""`pioreactord`: parse arguments, load the config, build the daemon, run it.
+
+Exit statuses: 0 clean stop; 1 could not start (the message says why); 2 usage (click).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .config import Config, ConfigError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH",
+              help="config file (default: $PIOREACTORD_CONFIG, then /etc/pioreactord.ini)")
+def main(config_path: str | None) -> None:
+    """Supervise Pioreactor jobs: MQTT, the SQLite log sink and GPIO locks in one process."""
+    try:
+        config = Config.load(config_path)
+    except ConfigError as exc:
+        raise SystemExit(f"pioreactord: {exc}") from None
+    from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
+    from .hardware import HardwareError, open_backend
+
+    try:
+        backend = open_backend(config.hardware, pin_roles=config.pin_roles(), seed=None,
+                               warn=lambda text: print(f"pioreactord: WARNING {text}",
+                                                       file=sys.stderr, flush=True))
+        daemon = Daemon(config, backend=backend)
+    except (DaemonAlreadyRunning, HardwareError, OSError) as exc:
+        raise SystemExit(f"pioreactord: cannot start: {exc}") from None
+    sys.exit(daemon.run())
+
+
+if __name__ == "__main__":
+    main()
