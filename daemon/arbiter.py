@@ -51,7 +51,7 @@ class DaemonAlreadyRunning(Exception):
 
 
 class Daemon:
-    def __init__(self, config: Config, *, backend: Any) -> None:
+    def __init__(self, config: Config, *, backend: Any, startup_warnings: list[str] = ()) -> None:
         self.config = config
         self.pid = os.getpid()
         self.daemon_id = new_id()
@@ -61,6 +61,7 @@ class Daemon:
         self._signals: list[int] = []
         self._stopping = False
         self._exit_deadline: float | None = None
+        self._startup_warnings = list(startup_warnings)
         for directory in (config.runtime_dir, config.state_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._take_lock()
@@ -145,6 +146,8 @@ class Daemon:
         self._adopt_previous_jobs()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
+        for warning in self._startup_warnings:
+            log.warning(warning)
         self.notifier.ready(self._status_text())
         self._schedule_watchdog()
         while not self._finished():
@@ -246,7 +249,7 @@ class Daemon:
         close the dead ones as lost (is_running is never left at 1 for a process that is gone)."""
         for row in self.sink.running_rows():
             job = Job(name=row["job_name"], job_id=row["job_id"], experiment=row["experiment"],
-                      source=row["job_source"], token=None)
+                      source=row["job_source"], token=None, row_written=True)
             if _is_alive(row["pid"]) and row["job_name"] not in self.registry.jobs:
                 self.registry.reserve(job)
                 if self.supervisor._adopt_process(job, row["pid"], None):

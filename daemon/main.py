@@ -22,13 +22,13 @@ def main(config_path: str | None) -> None:
     except ConfigError as exc:
         raise SystemExit(f"pioreactord: {exc}") from None
     from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
-    from .hardware import HardwareError, open_backend
+    from .hardware import HardwareError, open_backend, pin_roles_from_pwm_section
 
+    warnings: list[str] = []  # logged by the daemon once its log sink is up
     try:
-        backend = open_backend(config.hardware, pin_roles=config.pin_roles(), seed=None,
-                               warn=lambda text: print(f"pioreactord: WARNING {text}",
-                                                       file=sys.stderr, flush=True))
-        daemon = Daemon(config, backend=backend)
+        backend = open_backend(config.hardware, seed=None, warn=warnings.append,
+                               pin_roles=pin_roles_from_pwm_section(config.pwm_channels))
+        daemon = Daemon(config, backend=backend, startup_warnings=warnings)
     except (DaemonAlreadyRunning, HardwareError, OSError) as exc:
         raise SystemExit(f"pioreactord: cannot start: {exc}") from None
     sys.exit(daemon.run())

@@ -60,6 +60,7 @@ class Job:
     started_mono: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
     is_long_running: bool = True
+    row_written: bool = False  # its pio_job_metadata row exists (written at registration)
 
     @property
     def registered(self) -> bool:

@@ -31,6 +31,7 @@ log = structlog.get_logger("pioreactord.supervisor")
 
 Reply = Callable[[dict[str, Any]], None]
 SIGKILL_AFTER_SIGTERM = 2.0
+OUTPUT_QUIET = 0.05  # seconds without output before held stdout/stderr becomes one log record
 
 
 class Supervisor:
@@ -48,6 +49,7 @@ class Supervisor:
         self._next_job_id = sink.next_job_id()
         self._ready_waiters: dict[int, list[Reply]] = {}
         self._gone_waiters: dict[int, list[Reply]] = {}
+        self._held_output: dict[tuple[int, bool], list[str]] = {}
 
     # --- starting ------------------------------------------------------------------------------
     def start(self, job_name: str, args: list[str], *, experiment: str | None = None,
@@ -66,8 +68,6 @@ class Supervisor:
                          error=f"cannot start {job_name}: {exc}", code="spawn_failed")
             raise
         self._adopt_process(job, child.pid, child)
-        self.sink.write(INSERT_JOB, (job.job_id, self.config.unit, job.experiment, job.name,
-                                     job.source, job.started_at, self.config.unit, job.pid, 1))
         log.debug("spawned", job=job_name, pid=child.pid, args=" ".join(args))
         return job
 
@@ -124,7 +124,10 @@ class Supervisor:
         job.source = str(msg.get("source") or job.source)
         job.settings = {k: dict(v) for k, v in (msg.get("settings") or {}).items()}
         job.is_long_running = bool(msg.get("long_running", True))
-        self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
+        if job.row_written:
+            self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
+        else:
+            self._write_row(job)
         if msg.get("adopt"):
             self._restore(job, msg)
         log.debug("registered", job=job.name, pid=pid, adopt=bool(msg.get("adopt")))
@@ -139,9 +142,15 @@ class Supervisor:
         if not self._adopt_process(job, pid, None):
             self.registry.forget(job)
             return None
-        self.sink.write(INSERT_JOB, (job.job_id, self.config.unit, job.experiment, job.name,
-                                     job.source, job.started_at, self.config.unit, pid, 1))
         return job
+
+    def _write_row(self, job: Job) -> None:
+        """A job gets its pio_job_metadata row once it registers: a command that never became a
+        job (unknown name, bad option, import error) is a log line, not a job."""
+        job.row_written = True
+        self.sink.write(INSERT_JOB, (job.job_id, self.config.unit, job.experiment, job.name,
+                                     job.source, job.started_at, self.config.unit, job.pid,
+                                     int(job.is_long_running)))
 
     def _restore(self, job: Job, msg: dict[str, Any]) -> None:
         """Re-adoption after a daemon restart: take back the job's state, values, subscriptions."""
@@ -213,9 +222,13 @@ class Supervisor:
     # --- the end -------------------------------------------------------------------------------
     def _read_output(self, job: Job, fd: int, is_stderr: bool) -> None:
         texts, eof = job.output.read(fd, is_stderr)
-        for text in texts:
-            self.hub.emit(LogRecord.now("ERROR" if is_stderr else "INFO", text, job.name,
-                                        job.experiment, job.source))
+        if texts:
+            # Output arrives in pipe-sized pieces: a traceback is one record if we wait for a
+            # quiet moment before logging it.
+            held = self._held_output.setdefault((job.job_id, is_stderr), [])
+            if not held:
+                self.loop.call_later(OUTPUT_QUIET, lambda: self._flush_output(job, is_stderr))
+            held.extend(texts)
         if eof:
             self.loop.unwatch(fd)
             os.close(fd)
@@ -233,6 +246,12 @@ class Supervisor:
         clean = job.said_bye and exit_info.exit_code in (0, None)
         self.finish(job, exit_info, clean)
 
+    def _flush_output(self, job: Job, is_stderr: bool) -> None:
+        texts = self._held_output.pop((job.job_id, is_stderr), [])
+        if texts:
+            self.hub.emit(LogRecord.now("ERROR" if is_stderr else "INFO", "\n".join(texts),
+                                        job.name, job.experiment, job.source))
+
     def _drain_output(self, job: Job) -> None:
         """The process is gone: log what is left in its pipes, then close them."""
         if not job.child:
@@ -240,9 +259,8 @@ class Supervisor:
         for fd, is_err in ((job.child.stdout_fd, False), (job.child.stderr_fd, True)):
             if fd is None:
                 continue
-            for text in job.output.drain(fd, is_err):
-                self.hub.emit(LogRecord.now("ERROR" if is_err else "INFO", text, job.name,
-                                            job.experiment, job.source))
+            self._held_output.setdefault((job.job_id, is_err), []).extend(job.output.drain(fd, is_err))
+            self._flush_output(job, is_err)
             self.loop.unwatch(fd)
             os.close(fd)
         job.child.stdout_fd = job.child.stderr_fd = None
@@ -259,7 +277,8 @@ class Supervisor:
         self._release_pins(job, [lock.pin for lock in freed])
         for pattern in job.subscriptions:
             self._unsubscribe(pattern)
-        self.sink.write(END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id))
+        if job.row_written:
+            self.sink.write(END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id))
         self._report_end(job, exit_info, clean)
         self._answer(self._gone_waiters.pop(job.job_id, []),
                      result={"job_name": job.name, "end_state": end_state,
@@ -272,7 +291,7 @@ class Supervisor:
             self._answer(waiters, error=message, code="unknown_job")
             return
         if exit_info.exit_code == EXIT_REFUSED and not job.registered:
-            self._answer(waiters, error=_last_line(job) or "refused", code="refused")
+            self._answer(waiters, error=_last_line(job) or "refused", code="already_running")
             return
         if clean or (exit_info.exit_code == 0 and not job.registered):
             # A short action (runs, acts, exits 0 without registering) has succeeded.
