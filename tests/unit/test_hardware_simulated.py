@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from pioreactord.hardware import SimulatedBackend, SimulationParams, open_backend, seed_from_section
 from pioreactord.hardware.pins import TACHOMETER_PIN
 
@@ -121,7 +120,9 @@ def test_edges_integrate_rpm_two_per_revolution_however_often_they_are_read() ->
         fine_clock.step(0.01)
         fine.count_edges(TACHOMETER_PIN)
     # equal up to float rounding at an edge boundary
-    assert fine.count_edges(TACHOMETER_PIN) == pytest.approx(coarse.count_edges(TACHOMETER_PIN), abs=1)
+    assert fine.count_edges(TACHOMETER_PIN) == pytest.approx(
+        coarse.count_edges(TACHOMETER_PIN), abs=1
+    )
     assert fine.count_edges(5) == 0  # nothing else is wired to an input
 
 
