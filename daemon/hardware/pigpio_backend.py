@@ -79,6 +79,11 @@ def unreachable_error(host: str, port: int, reason: str) -> HardwareError:
     )
 
 
+def _whole_hz(hz: float) -> int:
+    # pigpio takes whole hertz, and 0 would mean "off" to hardware_PWM
+    return max(1, round(hz))
+
+
 def import_pigpio() -> Any:
     try:
         return importlib.import_module("pigpio")
@@ -137,8 +142,12 @@ class PigpioBackend:
         self._pwm: dict[int, dict[str, Any]] = {}
         self._callbacks: dict[int, Any] = {}
         self._closed = False
-        for pin in self._roles:  # a daemon that died may have left a heater on
-            self._call("write", self._pi.write, pin, 0)
+        try:
+            for pin in self._roles:  # a daemon that died may have left a heater on
+                self._call("write", self._pi.write, pin, 0)
+        except HardwareError:
+            self.close()  # no half-open backend keeps a connection and a thread
+            raise
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one pigpio call; its failures become HardwareErrors that name the operation."""
@@ -155,10 +164,8 @@ class PigpioBackend:
             raise HardwareError(
                 f"pigpiod at {self.host}:{self.port}: {what}{tuple(args)} failed: {exc}"
             ) from exc
-        except (
-            OSError,
-            struct.error,
-        ) as exc:  # the connection broke (a short reply is a struct.error)
+        # The connection broke; a short reply surfaces as a struct.error.
+        except (OSError, struct.error) as exc:
             self._mark_lost(f"{what}{tuple(args)} failed: {exc or type(exc).__name__}")
             raise HardwareError(
                 f"lost the connection to pigpiod at {self.host}:{self.port} ({self._lost}); "
@@ -188,12 +195,12 @@ class PigpioBackend:
         }
         if state["mode"] == "hardware":
             duty = round(duty_cycle / 100.0 * HW_DUTY_SCALE)
-            self._call("hardware_PWM", self._pi.hardware_PWM, pin, round(hz), duty)
-            state["actual_hz"] = float(round(hz))
+            self._call("hardware_PWM", self._pi.hardware_PWM, pin, _whole_hz(hz), duty)
+            state["actual_hz"] = float(_whole_hz(hz))
         else:
             if state["hz"] != hz:
                 state["actual_hz"] = float(
-                    self._call("set_PWM_frequency", self._pi.set_PWM_frequency, pin, round(hz))
+                    self._call("set_PWM_frequency", self._pi.set_PWM_frequency, pin, _whole_hz(hz))
                 )
                 self._call("set_PWM_range", self._pi.set_PWM_range, pin, DMA_RANGE)
             duty = round(duty_cycle / 100.0 * DMA_RANGE)

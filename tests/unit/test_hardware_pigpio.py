@@ -107,6 +107,13 @@ def test_hardware_pwm_on_a_pwm_channel_pin_but_not_twice_on_one_channel(pigpiod,
     assert modes == {"12": "hardware", "13": "hardware", "18": "dma"}
 
 
+def test_sub_hertz_frequencies_become_1_hz_never_0_which_means_off(pigpiod, backend) -> None:
+    backend.pwm_set(13, 0.4, 50)
+    assert pigpiod.commands("HP", 13)[-1][1:3] == (13, 1)
+    backend.pwm_set(17, 0.4, 50)
+    assert pigpiod.commands("PFS", 17)[-1][1:3] == (17, 1)
+
+
 def test_pwm_off_drives_low_and_is_idempotent(pigpiod, backend) -> None:
     backend.pwm_set(17, 200, 50)
     backend.pwm_set(13, 1000, 50)
