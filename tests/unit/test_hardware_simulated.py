@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import pytest
 from pioreactord.hardware import SimulatedBackend, SimulationParams, open_backend, seed_from_section
@@ -195,3 +197,15 @@ def test_open_backend_simulated_needs_no_warning() -> None:
     warnings: list[str] = []
     backend = open_backend("simulated", pin_roles={17: "stirring"}, seed=1, warn=warnings.append)
     assert backend.name == "simulated" and warnings == []
+
+
+def test_importing_the_package_loads_no_gpio_library_and_pins_loads_nothing_else() -> None:
+    code = (
+        "import sys, pioreactord.hardware.pins as pins\n"
+        "assert pins.DEFAULT_PWM_TO_PIN[1] == 17\n"
+        "assert 'pioreactord.hardware.simulated' not in sys.modules\n"
+        "import pioreactord.hardware as hw\n"
+        "assert hw.open_backend and hw.HardwareError\n"
+        "assert 'pigpio' not in sys.modules and 'RPi' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=10)
