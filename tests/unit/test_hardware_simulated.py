@@ -209,3 +209,10 @@ def test_importing_the_package_loads_no_gpio_library_and_pins_loads_nothing_else
         "assert 'pigpio' not in sys.modules and 'RPi' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=10)
+
+
+def test_pin_roles_come_from_the_pwm_section_through_the_hat_map() -> None:
+    from pioreactord.hardware import pin_roles_from_pwm_section
+
+    section = {"1": "stirring", "2": "media", "3": "", "5": "heater", "9": "nowhere", "x": "y"}
+    assert pin_roles_from_pwm_section(section) == {17: "stirring", 13: "media", 18: "heater"}
