@@ -103,7 +103,9 @@ HAT_I2C_MISSING = (
 
 def hat_adc_unsupported(backend: str, channel: int) -> HardwareError:
     part = "ADS1115 at 0x48, or the HAT 1.1+ RP2040 at 0x2C"
-    return HardwareError(f"{backend}: ADC read of channel {channel} " + HAT_I2C_MISSING.format(part=part))
+    return HardwareError(
+        f"{backend}: ADC read of channel {channel} " + HAT_I2C_MISSING.format(part=part)
+    )
 
 
 def hat_led_unsupported(backend: str, channel: str) -> HardwareError:

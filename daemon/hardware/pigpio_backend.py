@@ -39,7 +39,9 @@ PROBE_TIMEOUT = 0.5  # seconds; pigpiod answers a local command in well under a 
 HW_PWM_CHANNEL = {12: 0, 18: 0, 13: 1, 19: 1}
 DMA_RANGE = 1000  # duty steps for DMA PWM: 0.1 % resolution
 HW_DUTY_SCALE = 1_000_000
-_CMD_PIGPV = 26  # "pigpio version": a harmless command to check that pigpiod, not something else, answers
+_CMD_PIGPV = (
+    26  # "pigpio version": a harmless command to check that pigpiod, not something else, answers
+)
 
 
 def pigpio_address() -> tuple[str, int]:
@@ -77,6 +79,11 @@ def unreachable_error(host: str, port: int, reason: str) -> HardwareError:
     )
 
 
+def _whole_hz(hz: float) -> int:
+    # pigpio takes whole hertz, and 0 would mean "off" to hardware_PWM
+    return max(1, round(hz))
+
+
 def import_pigpio() -> Any:
     try:
         return importlib.import_module("pigpio")
@@ -86,11 +93,35 @@ def import_pigpio() -> Any:
         ) from exc
 
 
+class _HangupGuard:
+    """Wraps the socket of pigpio's notification thread so a pigpiod that goes away ends it.
+
+    pigpio 1.78's thread loops on `recv()` while its `go` flag is set; once pigpiod closes the
+    connection, recv returns b"" at once and the thread spins a whole CPU until `pi.stop()`.
+    The thread looks its socket up on every pass, so this wrapper sees the hang-up on the next
+    one and clears the flag.
+    """
+
+    def __init__(self, notify: Any, on_hangup: Callable[[], None]) -> None:
+        self._notify, self._sock, self._on_hangup = notify, notify.sl.s, on_hangup
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        if not data:
+            self._notify.go = False
+            self._on_hangup()
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class PigpioBackend:
     name = "pigpio"
 
-    def __init__(self, *, pin_roles: Mapping[int, str], host: str | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, *, pin_roles: Mapping[int, str], host: str | None = None, port: int | None = None
+    ) -> None:
         env_host, env_port = pigpio_address()
         self.host, self.port = host or env_host, port or env_port
         self._lib = import_pigpio()
@@ -101,23 +132,49 @@ class PigpioBackend:
         self._pi = self._lib.pi(self.host, self.port, show_errors=False)
         if not self._pi.connected:
             raise unreachable_error(self.host, self.port, "the pigpio client could not connect")
+        self._lost: str | None = None
+        notify = getattr(self._pi, "_notify", None)
+        if notify is not None and hasattr(notify, "sl"):
+            notify.sl.s = _HangupGuard(
+                notify, lambda: self._mark_lost("pigpiod closed the connection")
+            )
         self._roles = dict(pin_roles)
         self._pwm: dict[int, dict[str, Any]] = {}
         self._callbacks: dict[int, Any] = {}
         self._closed = False
-        for pin in self._roles:  # a daemon that died may have left a heater on
-            self._call("write", self._pi.write, pin, 0)
+        try:
+            for pin in self._roles:  # a daemon that died may have left a heater on
+                self._call("write", self._pi.write, pin, 0)
+        except HardwareError:
+            self.close()  # no half-open backend keeps a connection and a thread
+            raise
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run one pigpio call; its failures become HardwareErrors that name the operation."""
         if self._closed:
             raise HardwareError("the pigpio backend is closed")
+        if self._lost is not None:
+            raise HardwareError(
+                f"lost the connection to pigpiod at {self.host}:{self.port} ({self._lost}); "
+                "PWM state there is unknown: restart pioreactord once pigpiod runs again"
+            )
         try:
             return fn(*args)
-        except (self._lib.error, OSError, struct.error) as exc:
+        except self._lib.error as exc:  # pigpiod refused the command
             raise HardwareError(
                 f"pigpiod at {self.host}:{self.port}: {what}{tuple(args)} failed: {exc}"
             ) from exc
+        # The connection broke; a short reply surfaces as a struct.error.
+        except (OSError, struct.error) as exc:
+            self._mark_lost(f"{what}{tuple(args)} failed: {exc or type(exc).__name__}")
+            raise HardwareError(
+                f"lost the connection to pigpiod at {self.host}:{self.port} ({self._lost}); "
+                "restart pioreactord once pigpiod runs again"
+            ) from exc
+
+    def _mark_lost(self, reason: str) -> None:
+        if self._lost is None:
+            self._lost = reason
 
     def _hardware_capable(self, pin: int) -> bool:
         channel = HW_PWM_CHANNEL.get(pin)
@@ -133,16 +190,17 @@ class PigpioBackend:
         if pin in self._callbacks:
             raise HardwareError(f"pin {pin} is a tachometer input; it cannot also drive PWM")
         state = self._pwm.get(pin) or {
-            "mode": "hardware" if self._hardware_capable(pin) else "dma", "hz": None,
+            "mode": "hardware" if self._hardware_capable(pin) else "dma",
+            "hz": None,
         }
         if state["mode"] == "hardware":
             duty = round(duty_cycle / 100.0 * HW_DUTY_SCALE)
-            self._call("hardware_PWM", self._pi.hardware_PWM, pin, round(hz), duty)
-            state["actual_hz"] = float(round(hz))
+            self._call("hardware_PWM", self._pi.hardware_PWM, pin, _whole_hz(hz), duty)
+            state["actual_hz"] = float(_whole_hz(hz))
         else:
             if state["hz"] != hz:
                 state["actual_hz"] = float(
-                    self._call("set_PWM_frequency", self._pi.set_PWM_frequency, pin, round(hz))
+                    self._call("set_PWM_frequency", self._pi.set_PWM_frequency, pin, _whole_hz(hz))
                 )
                 self._call("set_PWM_range", self._pi.set_PWM_range, pin, DMA_RANGE)
             duty = round(duty_cycle / 100.0 * DMA_RANGE)
@@ -182,8 +240,11 @@ class PigpioBackend:
         snap["pigpiod"] = f"{self.host}:{self.port}"
         for pin, state in sorted(self._pwm.items()):
             snap["pwm"][str(pin)] = {
-                "hz": state["hz"], "duty_cycle": state["duty_cycle"], "role": self._roles.get(pin, ""),
-                "mode": state["mode"], "actual_hz": state["actual_hz"],
+                "hz": state["hz"],
+                "duty_cycle": state["duty_cycle"],
+                "role": self._roles.get(pin, ""),
+                "mode": state["mode"],
+                "actual_hz": state["actual_hz"],
             }
         for pin, callback in sorted(self._callbacks.items()):
             snap["edge_counters"][str(pin)] = int(callback.tally())
@@ -193,18 +254,19 @@ class PigpioBackend:
         """Best effort: a pigpiod that already went away must not stop the daemon's shutdown."""
         if self._closed:
             return
-        for pin in list(self._pwm):
-            try:
-                self.pwm_off(pin)
-            except HardwareError:
-                pass
-        for callback in self._callbacks.values():
-            try:
-                callback.cancel()
-            except (self._lib.error, OSError, struct.error):
-                pass
+        if self._lost is None:  # a lost pigpiod gets no more commands: they could block
+            for pin in list(self._pwm):
+                try:
+                    self.pwm_off(pin)
+                except HardwareError:
+                    pass
+            for callback in self._callbacks.values():
+                try:
+                    callback.cancel()
+                except (self._lib.error, OSError, struct.error):
+                    pass
         self._closed = True
         try:
             self._pi.stop()
         except OSError:
-            pass
+            pass  # the notification socket may already be gone

@@ -62,7 +62,9 @@ class SimulationParams:
         if self.noise < 0 or self.growth_rate < 0:
             raise ValueError("[simulation] noise and growth_rate must be >= 0")
         if self.ir_led_channel not in ("", *LED_CHANNELS):
-            raise ValueError(f"[simulation] ir_led_channel = {self.ir_led_channel!r} is not A..D or empty")
+            raise ValueError(
+                f"[simulation] ir_led_channel = {self.ir_led_channel!r} is not A..D or empty"
+            )
 
     @classmethod
     def from_section(cls, section: Mapping[str, str]) -> SimulationParams:
@@ -73,7 +75,9 @@ class SimulationParams:
             if key == "seed":
                 continue
             if key not in types:
-                raise ValueError(f"[simulation] has no key {key!r} (known: seed, {', '.join(types)})")
+                raise ValueError(
+                    f"[simulation] has no key {key!r} (known: seed, {', '.join(types)})"
+                )
             try:
                 values[key] = text.strip() if types[key] == "str" else float(text)
             except ValueError:
@@ -107,7 +111,9 @@ class SimulatedBackend:
         self._clock = clock
         self._rng = random.Random(seed)
         self._roles = dict(pin_roles)
-        self._motor_pin = next((p for p, r in self._roles.items() if r == self.params.stirring_role), None)
+        self._motor_pin = next(
+            (p for p, r in self._roles.items() if r == self.params.stirring_role), None
+        )
         self._pwm: dict[int, tuple[float, float]] = {}
         self._leds = dict.fromkeys(LED_CHANNELS, 0.0)
         self._edge_offsets: dict[int, int] = {}
@@ -190,7 +196,11 @@ class SimulatedBackend:
         for pin in sorted(self._edge_offsets):
             snap["edge_counters"][str(pin)] = self.count_edges(pin)
         hours = (self._clock() - self._t0) / 3600.0 * self.params.time_scale
-        snap["culture"] = {"od": round(self.od(), 6), "rpm": round(self.rpm(), 1), "culture_hours": round(hours, 4)}
+        snap["culture"] = {
+            "od": round(self.od(), 6),
+            "rpm": round(self.rpm(), 1),
+            "culture_hours": round(hours, 4),
+        }
         return snap
 
     def close(self) -> None:
