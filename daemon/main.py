@@ -22,13 +22,19 @@ def main(config_path: str | None) -> None:
     except ConfigError as exc:
         raise SystemExit(f"pioreactord: {exc}") from None
     from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
-    from .hardware import HardwareError, open_backend, pin_roles_from_pwm_section
+    from .hardware import (HardwareError, SimulationParams, open_backend,
+                           pin_roles_from_pwm_section, seed_from_section)
 
     warnings: list[str] = []  # logged by the daemon once its log sink is up
     try:
-        backend = open_backend(config.hardware, seed=None, warn=warnings.append,
-                               pin_roles=pin_roles_from_pwm_section(config.pwm_channels))
+        simulation = config.simulation
+        backend = open_backend(config.hardware, warn=warnings.append,
+                               pin_roles=pin_roles_from_pwm_section(config.pwm_channels),
+                               seed=seed_from_section(simulation),
+                               simulation=SimulationParams.from_section(simulation))
         daemon = Daemon(config, backend=backend, startup_warnings=warnings)
+    except ValueError as exc:
+        raise SystemExit(f"pioreactord: {config.path}: {exc}") from None
     except (DaemonAlreadyRunning, HardwareError, OSError) as exc:
         raise SystemExit(f"pioreactord: cannot start: {exc}") from None
     sys.exit(daemon.run())
