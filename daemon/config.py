@@ -111,6 +111,7 @@ class Config:
     log_file: Path
     console_log_level: str
     pwm_channels: dict[str, str] = field(default_factory=dict)
+    simulation: dict[str, str] = field(default_factory=dict)  # [simulation], for the simulator
 
     @property
     def control_socket(self) -> Path:
@@ -143,6 +144,7 @@ class Config:
             log_file=Path(values["logging.log_file"]),
             console_log_level=values["logging.console_log_level"].upper(),
             pwm_channels=dict(parser["PWM"]) if parser.has_section("PWM") else {},
+            simulation=dict(parser["simulation"]) if parser.has_section("simulation") else {},
         )
 
 

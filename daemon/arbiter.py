@@ -1,0 +1,311 @@
+"""The daemon: builds the parts, runs the loop, stops cleanly.
+
+Signals (handlers only enqueue; the loop acts):
+
+    signal           the daemon                                         its jobs
+    SIGTERM, SIGINT  stops every job (ask, SIGTERM, SIGKILL), publishes  each ends `disconnected`
+                     `disconnected` on its own $state, exits 0           (or `lost` if killed)
+    SIGHUP           re-reads the config file and logs what changed     untouched
+    SIGCHLD          not used: a pidfd per job says when it ends        -
+
+One loop iteration: wake pipe (signals, paho events, posted work) -> job channel -> control
+channel -> pidfds and job output -> timers (stop escalation, watchdog).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import time
+from dataclasses import asdict
+from typing import Any
+
+import psutil
+import structlog
+import zmq
+
+from . import remote
+from .bridge import Bridge, ConnectionChange, Incoming, Will
+from .children import ExitInfo, SubprocessSpawner
+from .commands import CommandError, Control
+from .config import Config
+from .experiment import ExperimentStore
+from .gpio import GpioService
+from .jobchannel import JobChannel
+from .logs import LogHub, LogRecord, configure_structlog
+from .loop import Loop
+from .protocol import new_id, utc_timestamp
+from .registry import Job, Registry
+from .sink import END_JOB, Sink
+from .supervisor import Reply, Supervisor
+from .systemd import Notifier
+
+log = structlog.get_logger("pioreactord.arbiter")
+
+TEST_HANG_ENV = "PIOREACTORD_TEST_HANG_FILE"
+
+
+class DaemonAlreadyRunning(Exception):
+    pass
+
+
+class Daemon:
+    def __init__(self, config: Config, *, backend: Any, startup_warnings: list[str] = ()) -> None:
+        self.config = config
+        self.pid = os.getpid()
+        self.daemon_id = new_id()
+        self.loop = Loop()
+        self.registry = Registry()
+        self.notifier = Notifier()
+        self._signals: list[int] = []
+        self._stopping = False
+        self._exit_deadline: float | None = None
+        self._startup_warnings = list(startup_warnings)
+        for directory in (config.runtime_dir, config.state_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        self._lock_file = self._take_lock()
+        self.experiments = ExperimentStore(config.state_dir, config.experiment)
+        self.sink = Sink(config.database)
+        self.bridge = Bridge(client_id=f"pioreactord-{config.unit}-{self.daemon_id}",
+                             host=config.broker_address, port=config.broker_port,
+                             will=Will(self.state_topic, b"lost"), wake=self.loop.wake,
+                             username=config.mqtt_username, password=config.mqtt_password,
+                             use_tls=config.mqtt_use_tls)
+        self.hub = LogHub(unit=config.unit, sink=self.sink, log_file=config.log_file,
+                          console_level=config.console_log_level, publish=self._publish_log)
+        configure_structlog(lambda level, message: self.hub.emit(
+            LogRecord.now(level, message, "pioreactord", self.experiment())))
+        self.gpio = GpioService(registry=self.registry, backend=backend, unit=config.unit,
+                                experiment=self.experiment, publish=self.publish)
+        self.zmq = zmq.Context()
+        self.jobs_socket = self._bind(config.job_socket)
+        self.control_socket = self._bind(config.control_socket)
+        self.supervisor = Supervisor(
+            config=config, loop=self.loop, registry=self.registry, sink=self.sink, hub=self.hub,
+            spawner=SubprocessSpawner(), publish=self.publish, send_job=self._send_job,
+            subscribe=lambda p: self.bridge.subscribe(p, resend_retained=True),
+            unsubscribe=self.bridge.unsubscribe, experiment=self.experiment,
+            release_pins=self._release_pins)
+        self.jobs = JobChannel(socket=self.jobs_socket, loop=self.loop, registry=self.registry,
+                               supervisor=self.supervisor, gpio=self.gpio, publish=self.publish,
+                               daemon_id=self.daemon_id, unit=config.unit,
+                               experiment=self.experiment)
+        self.control = Control(self.control_socket, self)
+        self.remote = remote.Remote(self)
+
+    # --- set-up --------------------------------------------------------------------------------
+    @property
+    def state_topic(self) -> str:
+        return f"pioreactor/{self.config.unit}/$experiment/pioreactord/$state"
+
+    def _take_lock(self) -> Any:
+        handle = open(self.config.runtime_dir / "pioreactord.lock", "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise DaemonAlreadyRunning(
+                f"another pioreactord (pid {holder}) already uses {self.config.runtime_dir}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    def _bind(self, path) -> zmq.Socket:
+        socket = self.zmq.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished job fails, not drops
+        socket.setsockopt(zmq.SNDHWM, 100_000)
+        socket.setsockopt(zmq.RCVHWM, 100_000)
+        if path.exists():
+            path.unlink()  # we hold the lock: whatever left this socket file is gone
+        socket.bind(f"ipc://{path}")
+        os.chmod(path, 0o660)
+        return socket
+
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self.loop.wake_w, warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, lambda s, f: self._signals.append(s))
+        self.loop.on_wake = self._on_wake
+        self.loop.on_error = lambda exc, fn: log.error(
+            "internal error (the daemon goes on)", error=repr(exc), where=getattr(fn, "__qualname__", "?"))
+
+    # --- running -------------------------------------------------------------------------------
+    def run(self) -> int:
+        self._install_signals()
+        self.sink.start()
+        self.loop.watch(self.jobs_socket, self.jobs.on_readable)
+        self.loop.watch(self.control_socket, self.control.on_readable)
+        for pattern in remote.subscriptions(self.config.unit):
+            self.bridge.subscribe(pattern)
+        self.bridge.start()
+        self._adopt_previous_jobs()
+        log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
+                 pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
+        for warning in self._startup_warnings:
+            log.warning(warning)
+        self.notifier.ready(self._status_text())
+        self._schedule_watchdog()
+        while not self._finished():
+            self.loop.run_once(max_wait=1.0)
+        return self._shutdown()
+
+    def _finished(self) -> bool:
+        if not self._stopping:
+            return False
+        return not self.registry.jobs or time.monotonic() > (self._exit_deadline or 0)
+
+    def _on_wake(self) -> None:
+        while self._signals:
+            self._handle_signal(self._signals.pop(0))
+        while True:
+            try:
+                event = self.bridge.events.get_nowait()
+            except Exception:  # queue.Empty
+                break
+            if isinstance(event, Incoming):
+                self.remote.handle(event)
+                self.jobs.forward(event)
+            elif isinstance(event, ConnectionChange):
+                self._on_connection(event)
+
+    def _handle_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.begin_shutdown(signal.Signals(signum).name)
+        elif signum == signal.SIGHUP:
+            self._reload()
+
+    def _on_connection(self, change: ConnectionChange) -> None:
+        if not change.connected:
+            log.warning("broker connection lost; retrying", reason=change.reason)
+            return
+        log.info("connected to the broker",
+                 broker=f"{self.config.broker_address}:{self.config.broker_port}")
+        self.bridge.resubscribe_all()
+        self.publish(self.state_topic, b"ready", qos=2, retain=True)
+        self.gpio.publish_state()
+
+    def _schedule_watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval or 5.0
+
+        def tick() -> None:
+            hang_file = os.environ.get(TEST_HANG_ENV)
+            if hang_file and os.path.exists(hang_file):
+                os.unlink(hang_file)
+                time.sleep(3600)  # test hook: a hung loop, so systemd's watchdog must act
+            self.notifier.watchdog()
+            self.notifier.status(self._status_text())
+            self.loop.call_later(interval, tick)
+
+        self.loop.call_later(0, tick)
+
+    def _status_text(self) -> str:
+        names = sorted(self.registry.jobs)
+        return f"{len(names)} job{'s' if len(names) != 1 else ''}" + (f": {', '.join(names)}" if names else "")
+
+    def _reload(self) -> None:
+        try:
+            fresh = Config.load(self.config.path)
+        except Exception as exc:  # noqa: BLE001 - a bad edit must not take the daemon down
+            log.error("reload: config file rejected; keeping the running configuration", error=str(exc))
+            return
+        changed = [k for k, v in asdict(fresh).items() if asdict(self.config).get(k) != v]
+        log.info("reload: config re-read" + (f"; {', '.join(changed)} take effect at the next "
+                                             "restart" if changed else "; nothing changed"))
+
+    # --- jobs ----------------------------------------------------------------------------------
+    def experiment(self) -> str:
+        return self.experiments.current
+
+    def set_experiment(self, name: str) -> str:
+        try:
+            previous = self.experiments.set(name)
+        except ValueError as exc:
+            raise CommandError(str(exc), "bad_request") from None
+        log.info("experiment changed", experiment=name, previous=previous)
+        return previous
+
+    def start_job(self, name: str, args: list[str], *, on_ready: Reply,
+                  experiment: str | None = None) -> Job:
+        if self._stopping:
+            raise CommandError("pioreactord is shutting down", "refused")
+        job = self.supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
+        self.notifier.status(self._status_text())
+        return job
+
+    def _send_job(self, identity: bytes | None, header: dict[str, Any], payload: bytes | None = None) -> None:
+        self.jobs.send(identity, header, payload)
+
+    def _release_pins(self, job: Job, pins: list[int]) -> None:
+        self.gpio.release(job, pins)
+        self.loop.post(lambda: self.notifier.status(self._status_text()))
+
+    def _adopt_previous_jobs(self) -> None:
+        """Rows a previous daemon left running: watch the live ones until they re-register,
+        close the dead ones as lost (is_running is never left at 1 for a process that is gone)."""
+        for row in self.sink.running_rows():
+            job = Job(name=row["job_name"], job_id=row["job_id"], experiment=row["experiment"],
+                      source=row["job_source"], token=None, row_written=True)
+            if _is_alive(row["pid"]) and row["job_name"] not in self.registry.jobs:
+                self.registry.reserve(job)
+                if self.supervisor._adopt_process(job, row["pid"], None):
+                    log.info("waiting for a job from before the restart", job=job.name, pid=row["pid"])
+                    continue
+                self.registry.forget(job)
+            self.sink.write(END_JOB, (utc_timestamp(), None, "lost", row["job_id"]))
+            self.publish(self.supervisor.topic(job, "$state"), b"lost", qos=2, retain=True)
+            self.gpio.release(job, [])
+
+    # --- MQTT ----------------------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
+        return self.bridge.publish(topic, payload, qos=qos, retain=retain)
+
+    def _publish_log(self, topic: str, payload: bytes) -> None:
+        self.bridge.publish(topic, payload, qos=1, retain=False)
+
+    # --- stopping ------------------------------------------------------------------------------
+    def begin_shutdown(self, reason: str) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        budget = self.config.stop_timeout + 5
+        self._exit_deadline = time.monotonic() + budget
+        log.info("stopping every job before exiting", reason=reason, jobs=len(self.registry.jobs))
+        self.notifier.stopping(budget + 5)
+        for job in list(self.registry.jobs.values()):
+            self.supervisor.stop(job)
+
+    def _shutdown(self) -> int:
+        for job in list(self.registry.jobs.values()):  # survivors of SIGKILL: account for them
+            self.supervisor.finish(job, ExitInfo(None), clean=False)
+        log.info("pioreactord stopped")
+        info = self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
+        _wait_published(info, 3.0)
+        self.bridge.stop()
+        self.gpio.close()
+        self.sink.close()
+        for socket in (self.jobs_socket, self.control_socket):
+            socket.close(0)
+        self.zmq.term()
+        for path in (self.config.job_socket, self.config.control_socket):
+            path.unlink(missing_ok=True)
+        return 0
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _wait_published(info: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if info.is_published():
+            return
+        time.sleep(0.02)  # shutdown only: the loop is done, nothing else waits on us

@@ -1,0 +1,192 @@
+"""The control channel: one small function per pioctl command; its docstring is its contract.
+
+Request `{v, id, cmd, args}`; reply `{v, id, ok: true, result}` or `{v, id, ok: false, error, code}`.
+A command gets `args` and a `reply` callable and may answer later (start answers when the job is
+ready, stop when the process is gone). Exceptions become error replies in exactly one place,
+`_dispatch`. Error codes pioctl maps to exit 1: already_running, unknown_job, start_failed,
+not_running, refused, not_settable, timeout, bad_request, failed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+import psutil
+import structlog
+import zmq
+
+from .protocol import ProtocolError, decode, encode
+from .registry import AlreadyRunning
+
+if TYPE_CHECKING:
+    from .arbiter import Daemon
+
+log = structlog.get_logger("pioreactord.commands")
+Reply = Callable[[dict[str, Any]], None]
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, code: str = "failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Control:
+    def __init__(self, socket: zmq.Socket, daemon: Daemon) -> None:
+        self.socket, self.daemon = socket, daemon
+        self._commands: dict[str, Callable[[dict[str, Any], Reply], None]] = {
+            name[4:]: getattr(self, name) for name in dir(self) if name.startswith("cmd_")
+        }
+
+    def on_readable(self) -> None:
+        for _ in range(100):
+            try:
+                identity, *frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._dispatch(identity, frames)
+
+    def _dispatch(self, identity: bytes, frames: list[bytes]) -> None:
+        request_id = None
+
+        def reply(answer: dict[str, Any]) -> None:
+            try:
+                self.socket.send_multipart([identity, *encode({"t": "reply", "id": request_id, **answer})],
+                                           zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # pioctl gave up waiting; nothing to tell
+
+        try:
+            header, _ = decode(frames)
+            request_id = header.get("id")
+            command = self._commands.get(str(header.get("cmd")))
+            if command is None:
+                raise CommandError(f"unknown command {header.get('cmd')!r}", "bad_request")
+            command(dict(header.get("args") or {}), reply)
+        except ProtocolError as exc:
+            reply({"ok": False, "error": f"bad request: {exc}", "code": "bad_request"})
+        except CommandError as exc:
+            reply({"ok": False, "error": str(exc), "code": exc.code})
+        except AlreadyRunning as exc:
+            reply({"ok": False, "error": str(exc), "code": "already_running"})
+        except Exception as exc:  # noqa: BLE001 - a bug in a command must not kill the daemon
+            log.error("control command failed", error=repr(exc))
+            reply({"ok": False, "error": f"internal error: {exc!r}", "code": "failed"})
+
+    def _running(self, name: str):
+        job = self.daemon.registry.jobs.get(name)
+        if job is None:
+            raise CommandError(f"{name} is not running", "not_running")
+        return job
+
+    # --- commands ------------------------------------------------------------------------------
+    def cmd_ping(self, args: dict[str, Any], reply: Reply) -> None:
+        """{} -> {unit, experiment, pid, daemon, jobs: int}"""
+        d = self.daemon
+        reply({"ok": True, "result": {"unit": d.config.unit, "experiment": d.experiment(),
+                                      "pid": d.pid, "daemon": d.daemon_id,
+                                      "jobs": len(d.registry.jobs)}})
+
+    def cmd_start(self, args: dict[str, Any], reply: Reply) -> None:
+        """{job, args: [str]} -> once ready: {job_name, pid, state, ...}; a short action that
+        exits 0 -> {..., finished: true}. Errors: already_running (names the pid), unknown_job,
+        start_failed (the job's own error and traceback tail)."""
+        self.daemon.start_job(str(args["job"]), [str(a) for a in args.get("args") or []],
+                              on_ready=reply)
+
+    def cmd_stop(self, args: dict[str, Any], reply: Reply) -> None:
+        """{jobs: [name], all: bool} -> once every process is gone: {stopped: [{job_name,
+        end_state, exit_code}]}. Error: not_running (nothing was stopped)."""
+        registry = self.daemon.registry
+        names = list(registry.jobs) if args.get("all") else [str(n) for n in args.get("jobs") or []]
+        missing = [n for n in names if n not in registry.jobs]
+        if missing:
+            raise CommandError(f"not running: {', '.join(missing)}", "not_running")
+        if not names:
+            return reply({"ok": True, "result": {"stopped": []}})
+        results: list[dict[str, Any]] = []
+
+        def gone(answer: dict[str, Any]) -> None:
+            results.append(answer.get("result") or {})
+            if len(results) == len(names):
+                reply({"ok": True, "result": {"stopped": results}})
+
+        for name in names:
+            self.daemon.supervisor.stop(registry.jobs[name], on_gone=gone)
+
+    def cmd_pause(self, args: dict[str, Any], reply: Reply) -> None:
+        """{job} -> {job_name, state: sleeping}. Errors: not_running, refused."""
+        self._set_state(str(args["job"]), "sleeping", reply)
+
+    def cmd_resume(self, args: dict[str, Any], reply: Reply) -> None:
+        """{job} -> {job_name, state: ready}. Errors: not_running, refused."""
+        self._set_state(str(args["job"]), "ready", reply)
+
+    def _set_state(self, name: str, state: str, reply: Reply) -> None:
+        job = self._running(name)
+
+        def answered(answer: dict[str, Any]) -> None:
+            if answer.get("ok"):
+                answer = {"ok": True, "result": {"job_name": name, "state": state}}
+            reply(answer)
+
+        self.daemon.jobs.request(job, {"t": "state_set", "state": state}, answered)
+
+    def cmd_set(self, args: dict[str, Any], reply: Reply) -> None:
+        """{job, setting, value: str} -> {job_name, setting, value}. The job casts and checks it
+        exactly as for MQTT /set. Errors: not_running, not_settable, bad_value."""
+        job = self._running(str(args["job"]))
+        self.daemon.jobs.request(job, {"t": "set", "setting": str(args["setting"]),
+                                       "value": str(args["value"])}, reply)
+
+    def cmd_status(self, args: dict[str, Any], reply: Reply) -> None:
+        """{job?} -> [{job_name, state, pid, experiment, settings, uptime, cpu_percent, rss_mib,
+        source, job_id, started_at}]. Error: not_running (when a job is named)."""
+        jobs = self.daemon.registry.jobs
+        selected = [self._running(str(args["job"]))] if args.get("job") else list(jobs.values())
+        reply({"ok": True, "result": [self._status_row(job) for job in selected]})
+
+    def _status_row(self, job) -> dict[str, Any]:
+        row = self.daemon.supervisor.describe(job)
+        try:
+            process = psutil.Process(job.pid)
+            row["cpu_percent"] = process.cpu_percent(interval=None)
+            row["rss_mib"] = round(process.memory_info().rss / 2**20, 1)
+        except (psutil.Error, TypeError, ValueError):
+            row["cpu_percent"], row["rss_mib"] = None, None
+        return row
+
+    def cmd_locks(self, args: dict[str, Any], reply: Reply) -> None:
+        """{} -> [{pin, job_name, pid, since}] of the held pins only."""
+        pins = self.daemon.registry.pins
+        reply({"ok": True, "result": [vars(lock) for _, lock in sorted(pins.items())]})
+
+    def cmd_experiment(self, args: dict[str, Any], reply: Reply) -> None:
+        """{name?} -> {experiment, previous?}. Changing it affects jobs started from then on."""
+        name = args.get("name")
+        if name is None:
+            return reply({"ok": True, "result": {"experiment": self.daemon.experiment()}})
+        previous = self.daemon.set_experiment(str(name))
+        reply({"ok": True, "result": {"experiment": str(name), "previous": previous}})
+
+    def cmd_jobs(self, args: dict[str, Any], reply: Reply) -> None:
+        """{} -> [{name, source, origin, help, error?}]: startable jobs, built-in and plugins;
+        a plugin that fails to import is listed with its error. Built in a subprocess, so a bad
+        plugin can neither crash nor block the daemon."""
+        env = self.daemon.supervisor.job_env_base()
+        loop = self.daemon.loop
+
+        def work() -> None:
+            try:
+                out = subprocess.run([sys.executable, "-m", "pioreactor.catalog", "--json"],
+                                     env=env, capture_output=True, text=True, timeout=60)
+                answer = {"ok": True, "result": json.loads(out.stdout)}
+            except (subprocess.SubprocessError, json.JSONDecodeError) as exc:
+                answer = {"ok": False, "error": f"cannot list jobs: {exc}", "code": "failed"}
+            loop.post(lambda: reply(answer))
+
+        threading.Thread(target=work, name="catalog", daemon=True).start()

@@ -1,0 +1,44 @@
+"""`pioreactord`: parse arguments, load the config, build the daemon, run it.
+
+Exit statuses: 0 clean stop; 1 could not start (the message says why); 2 usage (click).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .config import Config, ConfigError
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", metavar="PATH",
+              help="config file (default: $PIOREACTORD_CONFIG, then /etc/pioreactord.ini)")
+def main(config_path: str | None) -> None:
+    """Supervise Pioreactor jobs: MQTT, the SQLite log sink and GPIO locks in one process."""
+    try:
+        config = Config.load(config_path)
+    except ConfigError as exc:
+        raise SystemExit(f"pioreactord: {exc}") from None
+    from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
+    from .hardware import (HardwareError, SimulationParams, open_backend,
+                           pin_roles_from_pwm_section, seed_from_section)
+
+    warnings: list[str] = []  # logged by the daemon once its log sink is up
+    try:
+        simulation = config.simulation
+        backend = open_backend(config.hardware, warn=warnings.append,
+                               pin_roles=pin_roles_from_pwm_section(config.pwm_channels),
+                               seed=seed_from_section(simulation),
+                               simulation=SimulationParams.from_section(simulation))
+        daemon = Daemon(config, backend=backend, startup_warnings=warnings)
+    except ValueError as exc:
+        raise SystemExit(f"pioreactord: {config.path}: {exc}") from None
+    except (DaemonAlreadyRunning, HardwareError, OSError) as exc:
+        raise SystemExit(f"pioreactord: cannot start: {exc}") from None
+    sys.exit(daemon.run())
+
+
+if __name__ == "__main__":
+    main()

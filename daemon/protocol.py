@@ -1,0 +1,122 @@
+"""The only wire format: messages on the job channel and the control channel, version 1.
+
+Both channels are ZeroMQ over `ipc://` sockets in `runtime_dir`: the daemon binds a ROUTER on
+`jobs.sock` (one DEALER per job) and a ROUTER on `control.sock` (one DEALER per pioctl call). A
+message is one or two frames: a JSON header (a dict with at least `v` and `t`) and, for MQTT
+payloads, the raw payload bytes. A DEALER reconnects by itself, so a job outlives a daemon restart:
+its messages queue in ZeroMQ meanwhile, and the new daemon answers the first message from an
+identity it does not know with `who`, upon which the job registers again with everything it holds.
+
+Job -> daemon                                    (R = request: carries `id`, gets a `reply`)
+  register   R job_name, pid, unit, experiment, source, token, settings {name: meta},
+               values {name: wire str}, state, subscriptions [pattern], pins [int], adopt
+  state        state
+  setting      name, value (wire str; null = cleared)
+  log          level, message, task, source, timestamp
+  publish      topic, qos, retain; frame 2 = payload
+  subscribe    patterns [str]
+  ping         (heartbeat; answered with pong)
+  hw         R op, args            (PWM, locks, LEDs, ADC: see the daemon's hardware requests)
+  whoami     R                     -> unit, experiment (for jobs started by hand)
+  bye        R                     the job finished its clean-up; exiting next (clean stop)
+
+Daemon -> job
+  reply        id, ok, result | error, code
+  message      topic, retain, qos; frame 2 = payload (a subscribed MQTT message)
+  set        R setting, value (str, as received)  -> reply ok or error (refused)
+  state_set  R state                               -> reply ok once the transition ran
+  who          (unknown identity: register again, with adopt = true)
+  pong         daemon (the daemon's instance id; a change means it restarted)
+
+Control (pioctl -> daemon): {v, id, cmd, args}; reply {v, id, ok, result | error, code}.
+The commands and their contracts live in `commands.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+VERSION = 1
+
+JOB_SOCKET_ENV = "PIOREACTORD_JOB_SOCKET"
+JOB_TOKEN_ENV = "PIOREACTORD_JOB_TOKEN"
+UNIT_ENV = "PIOREACTOR_UNIT"
+EXPERIMENT_ENV = "PIOREACTOR_EXPERIMENT"
+SOURCE_ENV = "PIOREACTORD_JOB_SOURCE"
+
+# Exit statuses shared by the daemon and the job runner.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2  # click's own status for a bad option
+EXIT_REFUSED = 75  # the daemon refused registration (already running): nothing ran, not a crash
+EXIT_UNKNOWN_JOB = 78  # no such job: a configuration error, do not retry
+
+STATES = ("init", "ready", "sleeping", "disconnected", "lost")
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a message of this protocol (the text says what was wrong)."""
+
+
+def encode(header: dict[str, Any], payload: bytes | None = None) -> list[bytes]:
+    frames = [json.dumps({"v": VERSION, **header}, separators=(",", ":")).encode()]
+    if payload is not None:
+        frames.append(payload)
+    return frames
+
+
+def decode(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:
+    if not frames or len(frames) > 2:
+        raise ProtocolError(f"expected 1 or 2 frames, got {len(frames)}")
+    try:
+        header = json.loads(frames[0])
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"header is not JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("header is not a JSON object")
+    if header.get("v") != VERSION:
+        raise ProtocolError(f"unsupported protocol version {header.get('v')!r} (want {VERSION})")
+    if not isinstance(header.get("t", header.get("cmd")), str):
+        raise ProtocolError("message has no type")
+    return header, (frames[1] if len(frames) == 2 else None)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def utc_timestamp(when: datetime | None = None) -> str:
+    """UTC ISO-8601 with milliseconds and `Z`, the format of every stored timestamp."""
+    when = when or datetime.now(timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT topic filter matching (`+` one level, `#` the rest), as the broker does it."""
+    pattern_levels = pattern.split("/")
+    topic_levels = topic.split("/")
+    if topic.startswith("$") and pattern_levels[0] in ("+", "#"):
+        return False  # wildcards never match topics that start with $ (MQTT 4.7.2)
+    for i, level in enumerate(pattern_levels):
+        if level == "#":
+            return True
+        if i >= len(topic_levels):
+            return False
+        if level != "+" and level != topic_levels[i]:
+            return False
+    return len(pattern_levels) == len(topic_levels)
+
+
+def to_wire(value: Any) -> bytes:
+    """A setting's value as published: str as UTF-8, numbers str(), bools True/False,
+    dicts and lists compact JSON, None an empty payload."""
+    if value is None:
+        return b""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, separators=(",", ":")).encode()
+    return str(value).encode()

@@ -1,0 +1,1 @@
+"""Background jobs: the base class and the built-in jobs."""

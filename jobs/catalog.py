@@ -1,0 +1,107 @@
+"""Which jobs can be started, and from where: built-in jobs, `*.py` in plugins_dir, and entry
+points in the group `pioreactor.plugins`. A module attribute `click_<name>` that is a click
+command is a startable job named by the command.
+
+`python -m pioreactor.catalog --json` prints the list (pioctl jobs runs it through the daemon). A
+plugin that fails to import is listed with its error and never stops the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Iterator
+
+import click
+
+BUILTIN_MODULES: tuple[str, ...] = ()  # filled in as built-in jobs are added
+ENTRY_POINT_GROUP = "pioreactor.plugins"
+
+
+@dataclass
+class Entry:
+    name: str
+    source: str  # "app" for built-in jobs, the plugin's name for plugins
+    origin: str  # module path, file, or entry point
+    command: click.Command | None = None
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        help_text = (self.command.help or "").strip().splitlines() if self.command else []
+        return {"name": self.name, "source": self.source, "origin": self.origin,
+                "help": help_text[0] if help_text else "", "error": self.error}
+
+
+def plugins_dir() -> Path:
+    from pioreactor.config import config
+
+    return Path(config.get("pioreactord", "plugins_dir",
+                           fallback="/home/pioreactor/.pioreactor/plugins"))
+
+
+def commands_of(module: ModuleType) -> Iterator[click.Command]:
+    for attribute in sorted(vars(module)):
+        value = getattr(module, attribute)
+        if attribute.startswith("click_") and isinstance(value, click.Command):
+            yield value
+
+
+def _load_file(path: Path) -> ModuleType:
+    name = f"pioreactor_plugins.{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
+    """(source, origin, loader) for every place jobs come from; `prefer`'s file first."""
+    for module_name in BUILTIN_MODULES:
+        yield "app", module_name, lambda m=module_name: importlib.import_module(m)
+    directory = plugins_dir()
+    files = sorted(directory.glob("*.py")) if directory.is_dir() else []
+    if prefer:
+        files.sort(key=lambda p: p.stem != prefer)
+    for path in files:
+        yield path.stem, str(path), lambda p=path: _load_file(p)
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        yield point.name, f"entry point {point.value}", point.load
+
+
+def discover(stop_at: str | None = None) -> list[Entry]:
+    """Every job (or, with `stop_at`, until that job is found: a start imports no more than it must)."""
+    entries: list[Entry] = []
+    for source, origin, load in _sources(prefer=stop_at):
+        try:
+            loaded = load()
+        except BaseException as exc:  # noqa: BLE001 - SystemExit in a plugin is an error too
+            line = traceback.format_exception_only(type(exc), exc)[-1].strip()
+            entries.append(Entry(name=source, source=source, origin=origin, error=line))
+            continue
+        commands = [loaded] if isinstance(loaded, click.Command) else list(commands_of(loaded))
+        for command in commands:
+            entries.append(Entry(command.name or source, source, origin, command))
+            if command.name == stop_at:
+                return entries
+    return entries
+
+
+def find(name: str) -> Entry | None:
+    return next((e for e in discover(stop_at=name) if e.name == name and e.command), None)
+
+
+def main() -> None:
+    print(json.dumps([entry.as_json() for entry in discover()]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""A job's end of the job channel: one DEALER socket owned by one I/O thread.
+
+ZeroMQ sockets are not thread-safe, so only the I/O thread touches the socket. Other threads
+enqueue outgoing frames and poke a wake pipe; requests wait on an Event for their reply. Messages
+from the daemon (`message`, `set`, `state_set`, `who`) are handed to a dispatcher thread, so a
+slow callback never delays a reply (a callback may itself make requests, e.g. a PWM change).
+
+While the daemon is away (restart, reload) ZeroMQ keeps the DEALER's outgoing queue and
+reconnects by itself; a `who` or a changed daemon id in `pong` makes the job register again.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket as pysocket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from pioreactord.protocol import ProtocolError, decode, encode, new_id
+
+HEARTBEAT_SECONDS = 2.0
+SEND_HWM = 100_000  # messages buffered while the daemon restarts
+
+
+class DaemonUnavailable(ConnectionError):
+    pass
+
+
+class RequestFailed(Exception):
+    def __init__(self, message: str, code: str = "failed", reply: dict | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reply = reply or {}
+
+
+def check_daemon_listening(path: str) -> None:
+    """Fail at once, with what to do, if nothing listens on the job socket."""
+    hint = ("start it with `pioreactord --config PATH` (or `systemctl start pioreactord`), or point "
+            "$PIOREACTORD_CONFIG at the config of the running daemon")
+    probe = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    try:
+        probe.settimeout(1.0)
+        probe.connect(path)
+    except FileNotFoundError:
+        raise DaemonUnavailable(f"pioreactord is not running: no job socket at {path}; {hint}") from None
+    except OSError as exc:
+        raise DaemonUnavailable(
+            f"pioreactord is not answering on {path} ({exc.strerror or exc}); {hint}") from None
+    finally:
+        probe.close()
+
+
+class Channel:
+    def __init__(self, socket_path: str, identity: str,
+                 on_event: Callable[[dict[str, Any], bytes | None], None]) -> None:
+        self.socket_path = socket_path
+        self.daemon_id: str | None = None
+        self._on_event = on_event
+        self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._pending: dict[str, tuple[threading.Event, list[dict]]] = {}
+        self._events: queue.SimpleQueue[tuple[dict, bytes | None] | None] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._closing = threading.Event()
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.ROUTING_ID, identity.encode())
+        self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
+        self._socket.setsockopt(zmq.LINGER, 2000)
+        self._socket.connect(f"ipc://{socket_path}")
+        self._io = threading.Thread(target=self._io_loop, name="daemon-channel", daemon=True)
+        self._dispatcher = threading.Thread(target=self._dispatch_loop, name="callbacks", daemon=True)
+        self._io.start()
+        self._dispatcher.start()
+
+    # --- any thread ----------------------------------------------------------------------------
+    def send(self, header: dict[str, Any], payload: bytes | None = None) -> None:
+        self._outbox.put(encode(header, payload))
+        self._wake()
+
+    def request(self, header: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send and wait for the reply's result; RequestFailed on a refusal or a timeout."""
+        request_id = new_id()
+        done, box = threading.Event(), []
+        self._pending[request_id] = (done, box)
+        self.send({**header, "id": request_id})
+        if not done.wait(timeout):
+            self._pending.pop(request_id, None)
+            raise RequestFailed(f"pioreactord did not answer {header.get('t')!r} within {timeout:g} s "
+                                f"(socket {self.socket_path})", "timeout")
+        reply = box[0]
+        if not reply.get("ok"):
+            raise RequestFailed(str(reply.get("error")), str(reply.get("code", "failed")), reply)
+        return reply.get("result") or {}
+
+    def close(self) -> None:
+        """Flush what is queued (bounded by LINGER), then stop both threads."""
+        self._closing.set()
+        self._outbox.put(None)
+        self._wake()
+        self._events.put(None)
+        if threading.current_thread() is not self._io:
+            self._io.join(5)
+
+    def in_dispatcher(self) -> bool:
+        return threading.current_thread() is self._dispatcher
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except BlockingIOError:
+            pass
+
+    # --- I/O thread ----------------------------------------------------------------------------
+    def _io_loop(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        next_ping = time.monotonic()
+        try:
+            while True:
+                timeout = max(0.0, next_ping - time.monotonic())
+                ready = dict(poller.poll(timeout * 1000))
+                if self._wake_r in ready:
+                    self._drain_wake()
+                if self._flush_outbox():
+                    return
+                if self._socket in ready:
+                    self._receive_all()
+                if time.monotonic() >= next_ping:
+                    self._socket.send_multipart(encode({"t": "ping"}), zmq.NOBLOCK)
+                    next_ping = time.monotonic() + HEARTBEAT_SECONDS
+        except zmq.ZMQError:
+            pass
+        finally:
+            self._socket.close()
+            self._context.term()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _flush_outbox(self) -> bool:
+        """Send everything queued; True once close() asked us to stop."""
+        while True:
+            try:
+                frames = self._outbox.get_nowait()
+            except queue.Empty:
+                return False
+            if frames is None:
+                return True
+            try:
+                self._socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # more than SEND_HWM queued while the daemon is away: drop the oldest news
+
+    def _receive_all(self) -> None:
+        while True:
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                header, payload = decode(frames)
+            except ProtocolError:
+                continue
+            kind = header.get("t")
+            if kind == "reply":
+                waiter = self._pending.pop(str(header.get("id")), None)
+                if waiter:
+                    waiter[1].append(header)
+                    waiter[0].set()
+            elif kind == "pong":
+                previous, self.daemon_id = self.daemon_id, header.get("daemon")
+                if previous is not None and previous != self.daemon_id:
+                    self._events.put(({"t": "who"}, None))  # the daemon restarted
+            else:
+                self._events.put((header, payload))
+
+    # --- dispatcher thread ---------------------------------------------------------------------
+    def _dispatch_loop(self) -> None:
+        while True:
+            item = self._events.get()
+            if item is None:
+                return
+            header, payload = item
+            try:
+                self._on_event(header, payload)
+            except Exception as exc:  # noqa: BLE001 - reported by the job's own handler
+                print(f"pioreactor: callback failed: {exc!r}", flush=True)

@@ -1,0 +1,1 @@
+"""Stand-in for the RPi package (tests only): see GPIO.py."""
