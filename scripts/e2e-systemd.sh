@@ -49,6 +49,7 @@ WORK=$(mktemp -d /var/tmp/pioreactord-e2e.XXXXXX) # the rootfs is about 300 MB: 
 ROOT=$WORK/rootfs
 NSPAWN_PID=
 LEADER=
+SUB_PID= # the test's mosquitto_sub (its nsenter, on the host side)
 BINFMT_MOUNTED=0
 BINFMT_REGISTERED=
 TOTAL_START=$(now_us)
@@ -162,6 +163,9 @@ find_leader() {
 }
 
 poweroff() {
+    # A host-side nsenter left running would hold a zombie in the container's PID namespace,
+    # and that namespace's init cannot finish exiting until it is reaped.
+    [ -z "$SUB_PID" ] || kill -KILL "$SUB_PID" 2>/dev/null || true
     [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null || return 0
     timeout 10 nsenter -t "$LEADER" -a /usr/bin/env -i PATH=$CLEAN_PATH systemctl poweroff \
         >/dev/null 2>&1 || true
@@ -170,6 +174,9 @@ poweroff() {
     if kill -0 "$NSPAWN_PID" 2>/dev/null; then
         log "container still up 30 s after poweroff: SIGKILL to its init ($LEADER)"
         kill -KILL "$LEADER" 2>/dev/null || true # the PID namespace dies with its init
+        deadline=$((SECONDS + 10))
+        while kill -0 "$NSPAWN_PID" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+        kill -KILL "$NSPAWN_PID" 2>/dev/null || true
     fi
     wait "$NSPAWN_PID" 2>/dev/null || true
 }
@@ -278,13 +285,16 @@ check_stop_is_clean() {
     # proves it is subscribed.
     inside sh -c 'echo $$ >/run/e2e-sub.pid
         exec mosquitto_sub -h localhost -q 2 -v -t "pioreactor/+/+/stirring/\$state" \
-            -t "pioreactor/+/+/pioreactord/\$state"' >"$log" 2>&1 &
+            -t "pioreactor/+/+/pioreactord/\$state"' </dev/null >"$log" 2>&1 &
+    SUB_PID=$!
     wait_for 10 "subscriber sees stirring ready" grep -q '/stirring/\$state ready$' "$log"
     cursor=$(journal_cursor)
     inside systemctl stop pioreactord.service
     wait_for 10 "stirring disconnected on the broker" grep -q '/stirring/\$state disconnected$' "$log"
     wait_for 10 "the daemon's own disconnected" grep -q '/pioreactord/\$state disconnected$' "$log"
     inside sh -c 'kill "$(cat /run/e2e-sub.pid)"; rm /run/e2e-sub.pid'
+    wait "$SUB_PID" || true
+    SUB_PID=
     stirring_line=$(grep -n '/stirring/\$state disconnected$' "$log" | cut -d: -f1)
     daemon_line=$(grep -n '/pioreactord/\$state disconnected$' "$log" | cut -d: -f1)
     [ "$stirring_line" -lt "$daemon_line" ] || die "the daemon said disconnected before stirring did: $(cat "$log")"
