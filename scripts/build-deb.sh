@@ -75,12 +75,14 @@ check_contents() {
     local listing depends path pkg
     listing=$(dpkg-deb -c "$DEB")
     for path in ./lib/systemd/system/pioreactord.service ./usr/bin/pioreactord ./usr/bin/pioctl \
-                ./etc/pioreactord.ini ./usr/share/man/man8/pioreactord.8.gz \
+                ./etc/pioreactord.ini ./etc/logrotate.d/pioreactord \
+                ./usr/share/man/man8/pioreactord.8.gz \
                 ./usr/share/man/man1/pioctl.1.gz; do
         grep -q " $path\$" <<<"$listing" || die "$path is not in $DEB"
     done
-    dpkg-deb -I "$DEB" conffiles | grep -qx /etc/pioreactord.ini ||
-        die "/etc/pioreactord.ini is not a conffile"
+    for path in /etc/pioreactord.ini /etc/logrotate.d/pioreactord; do
+        dpkg-deb -I "$DEB" conffiles | grep -qx "$path" || die "$path is not a conffile"
+    done
     depends=$(dpkg-deb -f "$DEB" Depends)
     log "Depends: $depends"
     for pkg in "${EXPECTED_DEPENDS[@]}"; do
