@@ -6,11 +6,13 @@
 #   pioreactor and root; a missed watchdog restarts it; reload keeps the same process; stop stops
 #   every job cleanly first (`disconnected` on the broker); purge leaves nothing behind.
 #
-#   scripts/e2e-systemd.sh [--arch arm64] [--deb PATH]
+#   scripts/e2e-systemd.sh [--arch arm64] [--suite trixie] [--deb PATH]
 #
 # --deb: default dist/pioreactord_<version>_all.deb (scripts/build-deb.sh makes it).
 # --arch arm64: the same test in an arm64 container under qemu-user (slow, about 10 min; for a
 #   person to run, not CI). E2E_MIRROR overrides the Debian mirror.
+# --suite: the Debian release in the container (default bookworm; the package is built on
+#   bookworm and must also install on trixie).
 # The rootfs is cached as a tarball in /var/cache/pioreactord-e2e/ (delete it to refresh).
 # The container is powered off on every path (SIGKILL to its init after 30 s) and every
 # temporary file, cgroup and mount is removed.
@@ -20,18 +22,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
 ARCH=$(dpkg --print-architecture)
-DEB=$repo/dist/pioreactord_$(setup_cfg_version "$repo")_all.deb
+SUITE=bookworm
+DEB=
 while [ $# -gt 0 ]; do
     case $1 in
         --arch) ARCH=$2; shift 2 ;;
+        --suite) SUITE=$2; shift 2 ;;
         --deb) DEB=$2; shift 2 ;;
-        *) echo "usage: $0 [--arch arm64] [--deb PATH]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--arch arm64] [--suite trixie] [--deb PATH]" >&2; exit 2 ;;
     esac
 done
+DEB=${DEB:-$repo/dist/pioreactord_$(setup_cfg_version "$repo")_all.deb}
 [ -f "$DEB" ] || die "$DEB not found (run scripts/build-deb.sh first)"
 DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
 
-SUITE=bookworm
 # systemd-sysv: invoke-rc.d (mosquitto's postinst) needs `runlevel` to see a running systemd.
 INCLUDE=systemd,systemd-sysv,dbus,python3,adduser
 CACHE_DIR=/var/cache/pioreactord-e2e
@@ -92,7 +96,7 @@ journal_cursor() { inside journalctl -u pioreactord.service -n 0 --show-cursor |
 
 host_tools() {
     local tools=(systemd-container mmdebstrap zstd)
-    [ "$SLOW" = 1 ] || tools+=(qemu-user-static)
+    [ "$SLOW" = 1 ] || tools+=(qemu-user-static arch-test) # mmdebstrap wants arch-test
     apt_install_missing "${tools[@]}"
 }
 
@@ -201,7 +205,7 @@ cleanup() {
     [ -z "$BINFMT_REGISTERED" ] || echo -1 >"/proc/sys/fs/binfmt_misc/$BINFMT_REGISTERED"
     [ "$BINFMT_MOUNTED" = 0 ] || umount /proc/sys/fs/binfmt_misc
     rm -rf "$WORK"
-    log "e2e-systemd ($ARCH): $([ "$rc" = 0 ] && echo PASSED || echo "FAILED rc=$rc") in $(elapsed "$TOTAL_START") s"
+    log "e2e-systemd ($SUITE/$ARCH): $([ "$rc" = 0 ] && echo PASSED || echo "FAILED rc=$rc") in $(elapsed "$TOTAL_START") s"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -214,9 +218,10 @@ install_package() {
     # joins gpio, and the missing i2c/spi groups do not stop the unit.
     inside groupadd --system gpio
     inside timeout $((300 * SLOW)) apt-get update -q >/dev/null
-    # mosquitto comes in as a Recommends; mosquitto-clients is the test's own view of the broker.
+    # mosquitto comes in as a Recommends; mosquitto-clients is the test's own view of the broker;
+    # logrotate (on every real system) runs the package's rotation.
     inside timeout $((600 * SLOW)) apt-get install -y -q "/var/tmp/$(basename "$DEB")" \
-        mosquitto-clients >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; return 1; }
+        mosquitto-clients logrotate >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; return 1; }
     # postinst does `deb-systemd-invoke start ... || true`: apt succeeds even if the unit failed.
     [ "$(inside systemctl is-enabled pioreactord.service)" = enabled ] || die "unit not enabled"
     unit_is active/running || die "postinst did not start the unit: $(prop ActiveState)/$(prop Result)"
@@ -281,6 +286,15 @@ check_reload() {
     # The daemon answers after its SIGHUP and its job is untouched.
     [ "$(inside pioctl status --json | job_field stirring pid)" = "$STIRRING_PID" ] ||
         die "stirring did not survive the reload"
+}
+
+check_logrotate() {
+    local log=/var/log/pioreactord/pioreactord.log
+    inside logrotate --force /etc/logrotate.d/pioreactord
+    inside test -s "$log.1" || die "logrotate did not move $log"
+    # Anything the daemon logs now must go to a fresh file: a reload logs a line.
+    inside systemctl reload pioreactord.service
+    wait_for 10 "the daemon reopening $log" inside test -s "$log"
 }
 
 check_stop_is_clean() {
@@ -374,6 +388,7 @@ step "start returns once ready" check_start_waits_for_ready
 step "runs as pioreactor" check_user_and_groups
 step "pioctl start stirring" check_job
 step "reload keeps the daemon" check_reload
+step "logrotate" check_logrotate
 step "stop stops jobs first" check_stop_is_clean
 step "watchdog restart" check_watchdog_restart
 step "purge leaves nothing" check_purge
