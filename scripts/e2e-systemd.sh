@@ -38,8 +38,16 @@ DEB=$(cd "$(dirname "$DEB")" && pwd)/$(basename "$DEB")
 
 # systemd-sysv: invoke-rc.d (mosquitto's postinst) needs `runlevel` to see a running systemd.
 INCLUDE=systemd,systemd-sysv,dbus,python3,adduser
+# The container has no network (--private-network: its mosquitto must not meet the host's port
+# 1883 or another test's container). So the rootfs carries the package lists and, downloaded
+# but not installed, what the test installs: the .deb's Depends and Recommends (first
+# alternatives), mosquitto-clients (the test's view of the broker) and logrotate, with their
+# Recommends (mmdebstrap's hooks default to none; apt in the container installs them).
+DOWNLOAD=$(dpkg-deb -f "$DEB" Depends Recommends | sed 's/^[A-Za-z-]*: //' | tr ',' '\n' |
+    sed 's/|.*//; s/(.*)//; s/:any//; s/ //g' | grep . | sort -u | xargs)
+DOWNLOAD="$DOWNLOAD mosquitto-clients logrotate"
 CACHE_DIR=/var/cache/pioreactord-e2e
-CACHE=$CACHE_DIR/$SUITE-$ARCH-$(echo "$INCLUDE" | md5sum | cut -c1-8).tar.zst
+CACHE=$CACHE_DIR/$SUITE-$ARCH-$(echo "$INCLUDE $DOWNLOAD" | md5sum | cut -c1-8).tar.zst
 MIRROR=${E2E_MIRROR:-$(sed -n 's|^URIs: *\(.*/debian\)/*$|\1|p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 MACHINE=pioe2e-$$
@@ -121,7 +129,12 @@ make_rootfs() {
         tmp=$CACHE_DIR/.partial-$$.tar.zst
         log "no cached rootfs: mmdebstrap $SUITE $ARCH from $MIRROR"
         env -i PATH=$CLEAN_PATH mmdebstrap --quiet --arch="$ARCH" --variant=minbase \
-            --include="$INCLUDE" "$SUITE" "$tmp" "$MIRROR" || { rm -f "$tmp"; return 1; }
+            --include="$INCLUDE" --skip=cleanup/apt \
+            --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
+            --customize-hook="chroot \"\$1\" apt-get install -y -q --download-only \
+                -o APT::Install-Recommends=true $DOWNLOAD" \
+            --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
+            "$SUITE" "$tmp" "$MIRROR" || { rm -f "$tmp"; return 1; }
         mv "$tmp" "$CACHE"
     fi
     mkdir "$ROOT"
@@ -145,7 +158,7 @@ boot() {
             [ ! -d "/sys/fs/cgroup/$cg" ] || echo "$BASHPID" >"/sys/fs/cgroup/$cg/$CGROUP/cgroup.procs"
         done
         exec systemd-nspawn --quiet -D "$ROOT" --machine="$MACHINE" --register=no --keep-unit \
-            --boot --console=read-only
+            --boot --console=read-only --private-network
     ) </dev/null >"$WORK/console.log" 2>&1 &
     NSPAWN_PID=$!
     wait_for 30 "the container's systemd" find_leader
@@ -195,7 +208,8 @@ cleanup() {
         inside journalctl --no-pager -n 60 -u pioreactord.service >&2 || true
     fi
     poweroff
-    local cg
+    local cg cleanup_start
+    cleanup_start=$(now_us)
     for cg in systemd unified; do
         [ ! -d "/sys/fs/cgroup/$cg/$CGROUP" ] ||
             find "/sys/fs/cgroup/$cg/$CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -205,6 +219,7 @@ cleanup() {
     [ -z "$BINFMT_REGISTERED" ] || echo -1 >"/proc/sys/fs/binfmt_misc/$BINFMT_REGISTERED"
     [ "$BINFMT_MOUNTED" = 0 ] || umount /proc/sys/fs/binfmt_misc
     rm -rf "$WORK"
+    log "cleanup: $(elapsed "$cleanup_start") s"
     log "e2e-systemd ($SUITE/$ARCH): $([ "$rc" = 0 ] && echo PASSED || echo "FAILED rc=$rc") in $(elapsed "$TOTAL_START") s"
     exit "$rc"
 }
@@ -217,9 +232,8 @@ install_package() {
     # A Pi has gpio (and i2c, spi); this container gets only gpio, to see both cases: the user
     # joins gpio, and the missing i2c/spi groups do not stop the unit.
     inside groupadd --system gpio
-    inside timeout $((300 * SLOW)) apt-get update -q >/dev/null
     # mosquitto comes in as a Recommends; mosquitto-clients is the test's own view of the broker;
-    # logrotate (on every real system) runs the package's rotation.
+    # logrotate (on every real system) runs the package's rotation. All from the rootfs's cache.
     inside timeout $((600 * SLOW)) apt-get install -y -q "/var/tmp/$(basename "$DEB")" \
         mosquitto-clients logrotate >"$WORK/apt.log" 2>&1 || { tail -30 "$WORK/apt.log" >&2; return 1; }
     # postinst does `deb-systemd-invoke start ... || true`: apt succeeds even if the unit failed.
