@@ -166,9 +166,12 @@ def test_assignment_retained_is_followed_and_running_jobs_keep_theirs(make_daemo
         watcher.publish(assignment, json.dumps({"experiment": "exp10"}), retain=True)
         wait_for(lambda: d.pioctl("experiment").stdout.strip() == "exp10", 10, "exp10 assigned")
         assert d.status()["tester"]["experiment"] == "exp9"
-        since = time.monotonic()
-        watcher.publish(assignment, "not json")
-        daemon_log(d, watcher, "error", "ignored experiment assignment", since, exp="exp10")
+        for bad, says in [("not json", "JSONDecodeError"), ('{"name": "x"}', "KeyError"),
+                          ('{"experiment": 5}', "must be a string"),
+                          ('{"experiment": "a/b"}', "not a valid experiment name")]:
+            since = time.monotonic()
+            watcher.publish(assignment, bad)
+            daemon_log(d, watcher, "error", says, since, exp="exp10")
         assert d.pioctl("experiment").stdout.strip() == "exp10"
         assert (d.root / "state" / "experiment").read_text().strip() == "exp10"  # persisted
     finally:
@@ -183,6 +186,7 @@ def test_retained_ready_never_starts_a_job_after_a_restart(make_daemon, watcher)
         watcher.publish(stale, "ready", retain=True)  # live: it acts
         watcher.wait(topic(d, "$state"), "ready")
         assert d.stop() == 0
+        watcher.publish(run_topic(d, "optioned"), "{}", retain=True)  # stored while it is down
         since = time.monotonic()
         d.start()
         watcher.wait(f"pioreactor/{d.unit}/$experiment/pioreactord/$state", "ready", since=since)
@@ -190,6 +194,7 @@ def test_retained_ready_never_starts_a_job_after_a_restart(make_daemon, watcher)
         assert d.status() == {}
     finally:
         watcher.publish(stale, "", retain=True)
+        watcher.publish(run_topic(d, "optioned"), "", retain=True)
 
 
 def test_broadcast_reaches_every_unit_and_a_unit_topic_only_one(make_daemon, watcher):
