@@ -21,7 +21,9 @@ from typing import Any, Iterator
 
 import click
 
-BUILTIN_MODULES: tuple[str, ...] = ()  # filled in as built-in jobs are added
+BUILTIN_MODULES: tuple[str, ...] = (
+    "pioreactor.background_jobs.stirring",
+)
 ENTRY_POINT_GROUP = "pioreactor.plugins"
 
 

@@ -1,0 +1,102 @@
+"""The built-in jobs on the simulated culture, through the real daemon, broker and pioctl."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.support.waiting import wait_for
+
+JOBS_INI = """
+[stirring]
+target_rpm = 500
+initial_duty_cycle = 30
+rpm_interval = 1
+"""
+
+
+@pytest.fixture
+def daemon(make_daemon):
+    return make_daemon(extra_ini=JOBS_INI).start()
+
+
+def topic(d, job: str, leaf: str) -> str:
+    return f"pioreactor/{d.unit}/exp1/{job}/{leaf}"
+
+
+def payload(message) -> dict:
+    return json.loads(message.payload)
+
+
+def rpm_within(target: float, tolerance: float = 0.1):
+    return lambda m: abs(payload(m)["measured_rpm"] - target) <= tolerance * target
+
+
+# --- stirring ----------------------------------------------------------------------------------
+def test_stirring_converges_within_10_s_and_publishes_its_values(daemon, watcher):
+    started = time.monotonic()
+    daemon.pioctl("start", "stirring", "--target-rpm", "600")
+    watcher.wait(topic(daemon, "stirring", "target_rpm"), "600.0")
+    hit = watcher.wait(topic(daemon, "stirring", "measured_rpm"), predicate=rpm_within(600),
+                       timeout=10, since=started)
+    print(f"stirring within 10% of 600 rpm after {hit.at - started:.1f} s")
+    first = payload(hit)
+    assert set(first) == {"measured_rpm", "timestamp"} and first["timestamp"].endswith("Z")
+    dc = float(watcher.last(topic(daemon, "stirring", "duty_cycle")).text)
+    assert 25 < dc < 45  # 600 rpm on the simulated motor is ~35 %
+    pwms = payload(watcher.wait(f"pioreactor/{daemon.unit}/exp1/pwms/dc",
+                                predicate=lambda m: "17" in payload(m)))
+    assert pwms["17"] > 0
+    assert [row["pin"] for row in daemon.pioctl_json("locks")] == [17]
+
+
+def test_stirring_target_rpm_is_settable_and_reached(daemon, watcher):
+    daemon.pioctl("start", "stirring")
+    watcher.wait(topic(daemon, "stirring", "measured_rpm"), predicate=rpm_within(500), timeout=10)
+    changed = time.monotonic()
+    daemon.pioctl("set", "stirring", "target_rpm", "1000")
+    hit = watcher.wait(topic(daemon, "stirring", "measured_rpm"), predicate=rpm_within(1000),
+                       timeout=10, since=changed)
+    print(f"stirring 500 -> 1000 rpm within 10% after {hit.at - changed:.1f} s")
+    assert float(watcher.last(topic(daemon, "stirring", "duty_cycle")).text) > 45
+
+
+def test_stirring_pause_stops_the_motor_and_resume_restores_it(daemon, watcher):
+    pwms = f"pioreactor/{daemon.unit}/exp1/pwms/dc"
+    daemon.pioctl("start", "stirring")
+    watcher.wait(topic(daemon, "stirring", "measured_rpm"), predicate=rpm_within(500), timeout=10)
+    paused = time.monotonic()
+    daemon.pioctl("pause", "stirring")
+    watcher.wait(pwms, since=paused, predicate=lambda m: "17" not in payload(m))
+    watcher.wait(topic(daemon, "stirring", "$state"), "sleeping")
+    assert [row["pin"] for row in daemon.pioctl_json("locks")] == [17]  # still ours while asleep
+    resumed = time.monotonic()
+    daemon.pioctl("resume", "stirring")
+    watcher.wait(pwms, since=resumed, predicate=lambda m: payload(m).get("17", 0) > 0)
+    watcher.wait(topic(daemon, "stirring", "measured_rpm"), predicate=rpm_within(500),
+                 timeout=10, since=resumed)
+
+
+def test_stirring_sigkilled_switches_its_pin_off_and_unlocks_it(daemon, watcher):
+    pwms = f"pioreactor/{daemon.unit}/exp1/pwms/dc"
+    daemon.pioctl("start", "stirring")
+    watcher.wait(pwms, predicate=lambda m: payload(m).get("17", 0) > 0)
+    killed = time.monotonic()
+    os.kill(daemon.status()["stirring"]["pid"], signal.SIGKILL)
+    watcher.wait(topic(daemon, "stirring", "$state"), "lost")
+    watcher.wait(pwms, since=killed, predicate=lambda m: payload(m) == {})
+    wait_for(lambda: daemon.pioctl_json("locks") == [], 5, "pin 17 unlocked")
+
+
+def test_stirring_clean_stop_switches_off_and_unlocks(daemon, watcher):
+    pwms = f"pioreactor/{daemon.unit}/exp1/pwms/dc"
+    daemon.pioctl("start", "stirring")
+    watcher.wait(pwms, predicate=lambda m: payload(m).get("17", 0) > 0)
+    stopping = time.monotonic()
+    assert "stirring disconnected" in daemon.pioctl("stop", "stirring").stdout
+    watcher.wait(pwms, since=stopping, predicate=lambda m: payload(m) == {})
+    assert daemon.pioctl_json("locks") == []
