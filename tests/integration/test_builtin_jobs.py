@@ -16,6 +16,9 @@ JOBS_INI = """
 target_rpm = 500
 initial_duty_cycle = 30
 rpm_interval = 1
+[od_reading]
+interval = 5
+channels = 1
 """
 
 
@@ -100,3 +103,63 @@ def test_stirring_clean_stop_switches_off_and_unlocks(daemon, watcher):
     assert "stirring disconnected" in daemon.pioctl("stop", "stirring").stdout
     watcher.wait(pwms, since=stopping, predicate=lambda m: payload(m) == {})
     assert daemon.pioctl_json("locks") == []
+
+
+# --- od_reading --------------------------------------------------------------------------------
+def spacings(messages) -> list[float]:
+    return [b.at - a.at for a, b in zip(messages, messages[1:])]
+
+
+def test_od_reading_publishes_ods_and_od1_with_the_ir_led_on(daemon, watcher):
+    leds = f"pioreactor/{daemon.unit}/exp1/leds/intensity"
+    daemon.pioctl("start", "od_reading", "--interval", "0.2")
+    watcher.wait(leds, predicate=lambda m: payload(m)["A"] == 100.0)
+    ods = payload(watcher.wait(topic(daemon, "od_reading", "ods")))
+    assert set(ods) == {"ods", "timestamp"} and set(ods["ods"]) == {"1"}
+    one = ods["ods"]["1"]
+    assert one["angle"] == "90" and one["channel"] == "1" and one["timestamp"].endswith("Z")
+    assert 0.03 < one["od"] < 0.08  # the simulated culture starts at OD 0.05, 1 V per OD
+    od1 = payload(watcher.wait(topic(daemon, "od_reading", "od1")))
+    assert set(od1) == {"od", "angle", "channel", "timestamp"}
+    assert watcher.last(topic(daemon, "od_reading", "interval")).text == "0.2"
+    stopping = time.monotonic()
+    daemon.pioctl("stop", "od_reading")
+    watcher.wait(leds, since=stopping, predicate=lambda m: payload(m)["A"] == 0.0)
+
+
+def test_od_reading_interval_is_kept_and_settable(daemon, watcher):
+    ods = topic(daemon, "od_reading", "ods")
+    started = time.monotonic()
+    daemon.pioctl("start", "od_reading", "--interval", "0.2")
+    wait_for(lambda: len(watcher.find(ods, since=started)) >= 11, 10, "11 readings")
+    fast = spacings(watcher.find(ods, since=started)[1:11])
+    mean_fast = sum(fast) / len(fast)
+    changed = time.monotonic()
+    daemon.pioctl("set", "od_reading", "interval", "0.5")
+    watcher.wait(topic(daemon, "od_reading", "interval"), "0.5")
+    wait_for(lambda: len(watcher.find(ods, since=changed)) >= 6, 10, "6 slower readings")
+    slow = spacings(watcher.find(ods, since=changed)[1:6])
+    mean_slow = sum(slow) / len(slow)
+    print(f"od_reading spacing: 0.2 s -> mean {mean_fast:.3f} s (min {min(fast):.3f}, "
+          f"max {max(fast):.3f}); 0.5 s -> mean {mean_slow:.3f} s")
+    assert abs(mean_fast - 0.2) < 0.02 and abs(mean_slow - 0.5) < 0.05
+    refused = daemon.pioctl("set", "od_reading", "interval", "0", check=False)
+    assert refused.returncode == 1
+    assert daemon.status()["od_reading"]["settings"]["interval"] == "0.5"
+
+
+def test_od_reading_pauses_cleanly(daemon, watcher):
+    ods, state = topic(daemon, "od_reading", "ods"), topic(daemon, "od_reading", "$state")
+    leds = f"pioreactor/{daemon.unit}/exp1/leds/intensity"
+    daemon.pioctl("start", "od_reading", "--interval", "0.1")
+    watcher.wait(ods)
+    pausing = time.monotonic()
+    daemon.pioctl("pause", "od_reading")
+    asleep = watcher.wait(state, "sleeping").at
+    watcher.wait(leds, since=pausing, predicate=lambda m: payload(m)["A"] == 0.0)
+    time.sleep(1.0)  # an observation window (10 intervals) in which nothing may arrive
+    resuming = time.monotonic()
+    assert watcher.find(ods, since=asleep + 0.05) == []
+    daemon.pioctl("resume", "od_reading")
+    watcher.wait(ods, since=resuming)
+    watcher.wait(leds, since=resuming, predicate=lambda m: payload(m)["A"] == 100.0)
