@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import click
 
 BUILTIN_MODULES: tuple[str, ...] = (
+    "pioreactor.background_jobs.growth_rate_calculating",
     "pioreactor.background_jobs.od_reading",
     "pioreactor.background_jobs.stirring",
 )

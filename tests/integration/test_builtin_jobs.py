@@ -19,7 +19,16 @@ rpm_interval = 1
 [od_reading]
 interval = 5
 channels = 1
+[growth_rate_calculating]
+samples_for_od_statistics = 5
+obs_std = 0.01
+rate_variance = 0.05
+initial_rate_std = 1000
 """
+# Lines before the first section header land in the test config's [simulation]: 360 culture hours
+# per clock hour, so the culture grows at 0.49 x 360 ~ 176 per (clock) hour while OD is low.
+FAST_CULTURE = "time_scale = 360\n"
+EXPECTED_RATE = 0.5 * (1 - 0.05 / 2.5) * 360
 
 
 @pytest.fixture
@@ -163,3 +172,44 @@ def test_od_reading_pauses_cleanly(daemon, watcher):
     daemon.pioctl("resume", "od_reading")
     watcher.wait(ods, since=resuming)
     watcher.wait(leds, since=resuming, predicate=lambda m: payload(m)["A"] == 100.0)
+
+
+# --- growth_rate_calculating -------------------------------------------------------------------
+@pytest.fixture
+def growing(make_daemon):
+    return make_daemon(extra_ini=FAST_CULTURE + JOBS_INI).start()
+
+
+def test_growth_rate_follows_the_simulated_culture(growing, watcher):
+    d = growing
+    daemon_rate = topic(d, "growth_rate_calculating", "growth_rate")
+    d.pioctl("start", "growth_rate_calculating")
+    started = time.monotonic()
+    d.pioctl("start", "od_reading", "--interval", "0.2")
+    first = payload(watcher.wait(topic(d, "growth_rate_calculating", "od_filtered"), timeout=10))
+    assert set(first) == {"od_filtered", "timestamp"}
+    assert 0.9 < first["od_filtered"] < 1.1  # normalised to the first 5 readings
+    wait_for(lambda: len(watcher.find(daemon_rate, since=started)) >= 30, 15, "30 growth rates")
+    rate = payload(watcher.last(daemon_rate))
+    assert set(rate) == {"growth_rate", "timestamp"}
+    print(f"growth_rate after 30 readings: {rate['growth_rate']:.1f}/h (culture: {EXPECTED_RATE:.1f}/h)")
+    assert abs(rate["growth_rate"] - EXPECTED_RATE) < 0.2 * EXPECTED_RATE
+    od = payload(watcher.last(topic(d, "growth_rate_calculating", "od_filtered")))["od_filtered"]
+    assert od > 1.1  # the culture grew by ~e^(0.049 x 7 s)
+
+
+def test_growth_rate_calculating_ignores_readings_while_asleep(growing, watcher):
+    d = growing
+    rate, state = topic(d, "growth_rate_calculating", "growth_rate"), topic(d, "growth_rate_calculating", "$state")
+    d.pioctl("start", "growth_rate_calculating")
+    d.pioctl("start", "od_reading", "--interval", "0.1")
+    watcher.wait(rate, timeout=10)
+    d.pioctl("pause", "growth_rate_calculating")
+    asleep = watcher.wait(state, "sleeping").at
+    ods_since = len(watcher.find(topic(d, "od_reading", "ods"), since=asleep))
+    wait_for(lambda: len(watcher.find(topic(d, "od_reading", "ods"), since=asleep)) >= ods_since + 5,
+             5, "5 readings while growth_rate_calculating sleeps")
+    assert watcher.find(rate, since=asleep + 0.05) == []
+    resuming = time.monotonic()
+    d.pioctl("resume", "growth_rate_calculating")
+    watcher.wait(rate, since=resuming)
