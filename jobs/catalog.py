@@ -23,6 +23,7 @@ import click
 
 BUILTIN_MODULES: tuple[str, ...] = (
     "pioreactor.background_jobs.growth_rate_calculating",
+    "pioreactor.background_jobs.led_intensity",
     "pioreactor.background_jobs.od_reading",
     "pioreactor.background_jobs.stirring",
 )

@@ -213,3 +213,25 @@ def test_growth_rate_calculating_ignores_readings_while_asleep(growing, watcher)
     resuming = time.monotonic()
     d.pioctl("resume", "growth_rate_calculating")
     watcher.wait(rate, since=resuming)
+
+
+# --- led_intensity -----------------------------------------------------------------------------
+def test_led_intensity_is_a_short_action(daemon, watcher):
+    leds = f"pioreactor/{daemon.unit}/exp1/leds/intensity"
+    result = daemon.pioctl("start", "led_intensity", "--A", "10", "--B", "0")
+    assert "led_intensity finished" in result.stdout
+    assert payload(watcher.wait(leds, predicate=lambda m: payload(m)["A"] == 10.0)) == \
+        {"A": 10.0, "B": 0.0, "C": 0.0, "D": 0.0}
+    assert "led_intensity" not in daemon.status()
+    wait_for(lambda: daemon.query("SELECT exit_code, end_state FROM pio_job_metadata WHERE "
+                                  "job_name='led_intensity'") == [(0, "disconnected")], 5, "row")
+    again = daemon.pioctl("start", "led_intensity", "--A", "20")  # not held by the first one
+    assert "finished" in again.stdout
+    watcher.wait(leds, predicate=lambda m: payload(m)["A"] == 20.0)
+
+
+def test_led_intensity_refuses_bad_values(daemon):
+    out_of_range = daemon.pioctl("start", "led_intensity", "--A", "150", check=False)
+    assert out_of_range.returncode != 0 and "150" in out_of_range.stdout + out_of_range.stderr
+    nothing = daemon.pioctl("start", "led_intensity", check=False)
+    assert nothing.returncode != 0 and "--A" in nothing.stdout + nothing.stderr
