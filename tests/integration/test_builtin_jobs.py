@@ -41,6 +41,7 @@ def topic(d, job: str, leaf: str) -> str:
 
 
 def payload(message) -> dict:
+    assert message is not None and message.payload, f"empty payload (a cleared setting?): {message}"
     return json.loads(message.payload)
 
 
@@ -190,6 +191,7 @@ def test_growth_rate_follows_the_simulated_culture(growing, watcher):
     assert set(first) == {"od_filtered", "timestamp"}
     assert 0.9 < first["od_filtered"] < 1.1  # normalised to the first 5 readings
     wait_for(lambda: len(watcher.find(daemon_rate, since=started)) >= 30, 15, "30 growth rates")
+    assert d.status()["growth_rate_calculating"]["state"] == "ready", d.log_text()[-3000:]
     rate = payload(watcher.last(daemon_rate))
     assert set(rate) == {"growth_rate", "timestamp"}
     print(f"growth_rate after 30 readings: {rate['growth_rate']:.1f}/h (culture: {EXPECTED_RATE:.1f}/h)")
