@@ -1,0 +1,1 @@
+"""Short actions the Pioreactor docs import (`pioreactor.actions.led_intensity`)."""
