@@ -296,8 +296,8 @@ class BackgroundJob:
             self._answer(header, self._apply_set(str(header["setting"]), str(header.get("value", ""))))
         elif kind == "state_set":
             self._remote_state(header)
-        elif kind == "who":
-            self._reregister()
+        elif kind == "who" and "_channel" in self.__dict__:
+            self._reregister()  # (before that, our first registration is still on its way)
 
     def _answer(self, header: dict[str, Any], reply: dict[str, Any]) -> None:
         if header.get("id"):

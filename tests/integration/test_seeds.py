@@ -88,6 +88,7 @@ def test_lock_conflict_refused_naming_the_holder(motor_daemon, watcher):
     refused = d.pioctl("start", "motor_driver", "--initial-dc", "10", check=False)
     assert refused.returncode == 1
     assert f"GPIO pin {MOTOR_PIN} is locked by holder (pid {holder_pid})" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert d.status()["holder"]["state"] == "ready"
     assert "motor_driver" not in d.status()
     assert [(r["pin"], r["job_name"]) for r in d.pioctl_json("locks")] == [(int(MOTOR_PIN), "holder")]
