@@ -2,14 +2,15 @@
 
 Keys may be ints or strings (`PWM_TO_PIN[1]`, `PWM_TO_PIN["1"]`). Defaults are the Pioreactor
 HAT's wiring (`pioreactord.hardware.pins`); an optional `[PWM_pins]` section of the config
-(`channel = BCM pin`) overrides single channels. The config is read on first lookup, not at import.
+(`channel = BCM pin`) overrides single channels, by the same rule the daemon uses for its pins.
+The config is read on first lookup, not at import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from pioreactord.hardware.pins import DEFAULT_PWM_TO_PIN
+from pioreactord.hardware.pins import DEFAULT_PWM_TO_PIN, pwm_to_pin_from_section
 
 CONFIG_SECTION = "PWM_pins"
 
@@ -35,11 +36,8 @@ class PwmToPin(Mapping[int, int]):
         if self._pins is None:
             from pioreactor.config import config
 
-            pins = dict(DEFAULT_PWM_TO_PIN)
-            if config.has_section(CONFIG_SECTION):
-                for channel, pin in config[CONFIG_SECTION].items():
-                    pins[_channel(channel)] = int(pin)
-            self._pins = pins
+            section = config[CONFIG_SECTION] if config.has_section(CONFIG_SECTION) else {}
+            self._pins = pwm_to_pin_from_section(section)
         return self._pins
 
     def __getitem__(self, key: int | str) -> int:

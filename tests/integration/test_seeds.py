@@ -185,6 +185,12 @@ def test_led_intensity_without_a_job(make_daemon, watcher):
                          capture_output=True, text=True, timeout=20)
     assert bad.returncode != 0 and "500 for channel B is outside 0..100" in bad.stderr
 
+    from pioreactord.client import call  # only `led` is open to callers that are not jobs
+
+    reply = call(str(d.root / "run" / "jobs.sock"),
+                 {"t": "hw", "op": "pwm", "args": {"pin": 13, "hz": 100, "dc": 50}}, timeout=5)
+    assert reply["ok"] is False and reply["code"] == "not_registered"
+
 
 def test_old_paho_clients_go_through_the_daemon(make_daemon, watcher):
     d = make_daemon()

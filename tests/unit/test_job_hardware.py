@@ -107,3 +107,13 @@ def test_led_call_shapes(channels, intensities, expected):
 def test_led_bad_calls(channels, intensities, error):
     with pytest.raises(ValueError, match=error.replace("(", r"\(")):
         _desired_state(channels, intensities)
+
+
+def test_daemon_and_jobs_share_the_pwm_pins_rule():
+    from pioreactord.hardware.pins import pin_roles_from_pwm_section, pwm_to_pin_from_section
+
+    pins = pwm_to_pin_from_section({"5": "21"})
+    assert pins == {1: 17, 2: 13, 3: 16, 4: 12, 5: 21}
+    assert pin_roles_from_pwm_section({"5": "heater"}, pins) == {21: "heater"}
+    with pytest.raises(ValueError, match=r"\[PWM_pins\] 5 = x"):
+        pwm_to_pin_from_section({"5": "x"})
