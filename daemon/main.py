@@ -22,8 +22,13 @@ def main(config_path: str | None) -> None:
     except ConfigError as exc:
         raise SystemExit(f"pioreactord: {exc}") from None
     from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
-    from .hardware import (HardwareError, SimulationParams, open_backend,
-                           pin_roles_from_pwm_section, seed_from_section)
+    from .hardware import (
+        HardwareError,
+        SimulationParams,
+        open_backend,
+        pin_roles_from_pwm_section,
+        seed_from_section,
+    )
     from .hardware.pins import pwm_to_pin_from_section
 
     warnings: list[str] = []  # logged by the daemon once its log sink is up

@@ -47,7 +47,7 @@ def _desired_state(channels: Any, intensities: Any) -> dict[str, float]:
         values = intensities if isinstance(intensities, (list, tuple)) else [intensities] * len(channels)
         if len(values) != len(channels):
             raise ValueError(f"led_intensity: {len(channels)} channels but {len(values)} intensities")
-        pairs = list(zip(channels, values))
+        pairs = list(zip(channels, values, strict=True))
     else:
         pairs = [(channels, intensities)]
     wanted = {}
@@ -66,11 +66,10 @@ def _desired_state(channels: Any, intensities: Any) -> dict[str, float]:
 
 
 def _one_shot(wanted: dict[str, float]) -> None:
-    from pioreactord.client import Unreachable, call
-    from pioreactord.protocol import JOB_SOCKET_ENV
-
     from pioreactor.channel import check_daemon_listening
     from pioreactor.config import job_socket_path
+    from pioreactord.client import Unreachable, call
+    from pioreactord.protocol import JOB_SOCKET_ENV
 
     path = os.environ.get(JOB_SOCKET_ENV) or job_socket_path()
     check_daemon_listening(path)
@@ -89,7 +88,7 @@ def _one_shot(wanted: dict[str, float]) -> None:
 @click.option("--D", "d", type=click.FloatRange(0, 100), help="intensity of channel D (%)")
 def click_led_intensity(a: float | None, b: float | None, c: float | None, d: float | None) -> None:
     """Set LED intensities (channels not given keep theirs)."""
-    wanted = {ch: v for ch, v in zip(CHANNELS, (a, b, c, d)) if v is not None}
+    wanted = {ch: v for ch, v in zip(CHANNELS, (a, b, c, d), strict=True) if v is not None}
     if not wanted:
         raise click.UsageError("give at least one of --A --B --C --D")
     led_intensity(wanted)

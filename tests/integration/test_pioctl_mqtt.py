@@ -26,7 +26,7 @@ def test_pioctl_mqtt_prints_retained_and_live_messages(make_daemon, watcher):
     d = make_daemon().start()
     base = f"pioreactor/{d.unit}/exp1/demo"
     watcher.publish(f"{base}/kept", "one", retain=True)
-    process = mqtt(d, "-t", f"pioreactor/+/+/demo/#", "-n", "2")
+    process = mqtt(d, "-t", "pioreactor/+/+/demo/#", "-n", "2")
     try:
         wait_for(lambda: streams(d) == 1, 10, "the stream to start")
 

@@ -11,10 +11,15 @@ import time
 
 import pytest
 
-from tests.support.seeds import (INTRO_JOB, MOTOR_CONFIG,
-                                 MOTOR_DRIVER_000_PLUGIN, MOTOR_DRIVER_001_PLUGIN, OLD_CLIENTS,
-                                 PIN_HOLDER, RUN_MOTOR_DRIVER_BY_HAND)
-from tests.support.waiting import wait_for
+from tests.support.seeds import (
+    INTRO_JOB,
+    MOTOR_CONFIG,
+    MOTOR_DRIVER_000_PLUGIN,
+    MOTOR_DRIVER_001_PLUGIN,
+    OLD_CLIENTS,
+    PIN_HOLDER,
+    RUN_MOTOR_DRIVER_BY_HAND,
+)
 
 MOTOR_PIN = "13"  # PWM channel 2 = motor_driver in the test config
 
