@@ -22,8 +22,8 @@ from typing import Any, Iterator
 import click
 
 BUILTIN_MODULES: tuple[str, ...] = (
+    "pioreactor.actions.led_intensity",
     "pioreactor.background_jobs.growth_rate_calculating",
-    "pioreactor.background_jobs.led_intensity",
     "pioreactor.background_jobs.od_reading",
     "pioreactor.background_jobs.stirring",
 )
