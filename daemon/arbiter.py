@@ -170,6 +170,7 @@ class Daemon:
             if isinstance(event, Incoming):
                 self.remote.handle(event)
                 self.jobs.forward(event)
+                self.control.forward(event)
             elif isinstance(event, ConnectionChange):
                 self._on_connection(event)
 

@@ -13,13 +13,16 @@ import json
 import subprocess
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import psutil
 import structlog
 import zmq
 
-from .protocol import ProtocolError, decode, encode
+from .bridge import Incoming
+from .protocol import ProtocolError, decode, encode, topic_matches
 from .registry import AlreadyRunning
 
 if TYPE_CHECKING:
@@ -27,6 +30,18 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("pioreactord.commands")
 Reply = Callable[[dict[str, Any]], None]
+
+STREAM_IDLE = 10.0  # seconds an `mqtt` stream lives without its caller renewing it
+
+
+@dataclass
+class Stream:
+    """One `pioctl mqtt`: the patterns it follows and when its caller last renewed it."""
+
+    identity: bytes
+    request_id: str | None
+    patterns: list[str]
+    renewed: float
 
 
 class CommandError(Exception):
@@ -41,6 +56,7 @@ class Control:
         self._commands: dict[str, Callable[[dict[str, Any], Reply], None]] = {
             name[4:]: getattr(self, name) for name in dir(self) if name.startswith("cmd_")
         }
+        self._streams: dict[bytes, Stream] = {}
 
     def on_readable(self) -> None:
         for _ in range(100):
@@ -53,7 +69,7 @@ class Control:
     def _dispatch(self, identity: bytes, frames: list[bytes]) -> None:
         request_id = None
 
-        def reply(answer: dict[str, Any]) -> None:
+        def reply(answer: dict[str, Any]) -> None:  # the caller's identity: reply.identity
             try:
                 self.socket.send_multipart([identity, *encode({"t": "reply", "id": request_id, **answer})],
                                            zmq.NOBLOCK)
@@ -63,6 +79,7 @@ class Control:
         try:
             header, _ = decode(frames)
             request_id = header.get("id")
+            reply.identity, reply.request_id = identity, request_id  # type: ignore[attr-defined]
             command = self._commands.get(str(header.get("cmd")))
             if command is None:
                 raise CommandError(f"unknown command {header.get('cmd')!r}", "bad_request")
@@ -85,11 +102,12 @@ class Control:
 
     # --- commands ------------------------------------------------------------------------------
     def cmd_ping(self, args: dict[str, Any], reply: Reply) -> None:
-        """{} -> {unit, experiment, pid, daemon, jobs: int}"""
+        """{} -> {unit, experiment, pid, daemon, jobs: int, streams: int (pioctl mqtt)}"""
         d = self.daemon
         reply({"ok": True, "result": {"unit": d.config.unit, "experiment": d.experiment(),
                                       "pid": d.pid, "daemon": d.daemon_id,
-                                      "jobs": len(d.registry.jobs)}})
+                                      "jobs": len(d.registry.jobs),
+                                      "streams": len(self._streams)}})
 
     def cmd_start(self, args: dict[str, Any], reply: Reply) -> None:
         """{job, args: [str]} -> once ready: {job_name, pid, state, ...}; a short action that
@@ -190,3 +208,58 @@ class Control:
             loop.post(lambda: reply(answer))
 
         threading.Thread(target=work, name="catalog", daemon=True).start()
+
+    # --- streams -------------------------------------------------------------------------------
+    def cmd_mqtt(self, args: dict[str, Any], reply: Reply) -> None:
+        """{topics: [pattern], end?: bool} -> {topics}, then, to the same caller until it stops
+        renewing: {t: "mqtt", id, topic, retain, qos} + payload frame, for every broker message
+        matching a pattern. Re-sending the request renews the stream (send it at least every
+        STREAM_IDLE s; a restarted daemon takes it up again); `end: true` ends it. The daemon
+        subscribes through the bridge (ref-counted) and unsubscribes when the stream ends, also
+        when a send fails because the caller is gone."""
+        identity: bytes = reply.identity  # type: ignore[attr-defined]
+        if args.get("end"):
+            self._end_stream(identity, "ended by pioctl")
+            return reply({"ok": True, "result": {"topics": []}})
+        patterns = [str(p) for p in args.get("topics") or ["#"]]
+        stream = self._streams.get(identity)
+        if stream is not None:
+            stream.renewed = time.monotonic()
+            return reply({"ok": True, "result": {"topics": stream.patterns}})
+        stream = Stream(identity, reply.request_id, patterns, time.monotonic())  # type: ignore[attr-defined]
+        self._streams[identity] = stream
+        reply({"ok": True, "result": {"topics": patterns}})
+        for pattern in patterns:
+            self.daemon.bridge.subscribe(pattern, resend_retained=True)
+        self.daemon.loop.call_later(STREAM_IDLE, lambda: self._expire(stream))
+
+    def forward(self, message: Incoming) -> None:
+        """A broker message to every stream following a matching pattern."""
+        for stream in list(self._streams.values()):
+            if not any(topic_matches(p, message.topic) for p in stream.patterns):
+                continue
+            header = {"t": "mqtt", "id": stream.request_id, "topic": message.topic,
+                      "retain": message.retain, "qos": message.qos}
+            try:
+                self.socket.send_multipart([stream.identity, *encode(header, message.payload)],
+                                           zmq.NOBLOCK)
+            except zmq.ZMQError:  # ROUTER_MANDATORY: the caller is gone (or hopelessly behind)
+                self._end_stream(stream.identity, "pioctl went away")
+
+    def _expire(self, stream: Stream) -> None:
+        if self._streams.get(stream.identity) is not stream:
+            return
+        idle = time.monotonic() - stream.renewed
+        if idle >= STREAM_IDLE:
+            return self._end_stream(stream.identity, f"not renewed for {idle:.0f} s")
+        self.daemon.loop.call_later(STREAM_IDLE - idle, lambda: self._expire(stream))
+
+    def _end_stream(self, identity: bytes, why: str) -> None:
+        stream = self._streams.pop(identity, None)
+        if stream is not None:
+            for pattern in stream.patterns:
+                self.daemon.bridge.unsubscribe(pattern)
+            log.debug("mqtt stream ended", why=why, topics=stream.patterns)
+
+    def stream_count(self) -> int:
+        return len(self._streams)

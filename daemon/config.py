@@ -6,7 +6,7 @@ then `/etc/pioreactord.ini`.
 
 Any other INI section (`[stirring]`, `[PWM]`, ...) is job configuration: the daemon keeps the raw
 parser for it but never interprets it, except `[PWM]`, whose channel -> name map it needs to know
-which pins are outputs.
+which pins are outputs, and the optional `[PWM_pins]` (channel -> BCM pin, for a rewired HAT).
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ class Config:
     log_file: Path
     console_log_level: str
     pwm_channels: dict[str, str] = field(default_factory=dict)
+    pwm_pins: dict[str, str] = field(default_factory=dict)  # [PWM_pins]: channel -> BCM pin overrides
     simulation: dict[str, str] = field(default_factory=dict)  # [simulation], for the simulator
 
     @property
@@ -144,6 +145,7 @@ class Config:
             log_file=Path(values["logging.log_file"]),
             console_log_level=values["logging.console_log_level"].upper(),
             pwm_channels=dict(parser["PWM"]) if parser.has_section("PWM") else {},
+            pwm_pins=dict(parser["PWM_pins"]) if parser.has_section("PWM_pins") else {},
             simulation=dict(parser["simulation"]) if parser.has_section("simulation") else {},
         )
 

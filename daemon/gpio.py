@@ -10,7 +10,7 @@ Ops (request args -> result):
   unlock {pin}          -> {released: bool}
   pwm {pin, hz, dc}     -> {pin, dc}                        dc in 0..100, else ValueError
   pwm_off {pin}         -> {pin}
-  led {intensities: {channel: 0..100}} -> {A, B, C, D}
+  led {intensities: {channel: 0..100}} -> {A, B, C, D}   also from unregistered callers (job None)
   adc {channel}         -> {volts}
   edges {pin}           -> {count}
 """
@@ -43,7 +43,7 @@ class GpioService:
             "led": self._led, "adc": self._adc, "edges": self._edges,
         }
 
-    def handle(self, job: Job, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    def handle(self, job: Job | None, op: str, args: dict[str, Any]) -> dict[str, Any]:
         if op not in self._ops:
             raise ValueError(f"unknown hardware op {op!r} (known: {', '.join(self._ops)})")
         return self._ops[op](job, args)
@@ -81,7 +81,7 @@ class GpioService:
         self._publish_pwms()
         return {"pin": pin}
 
-    def _led(self, job: Job, args: dict[str, Any]) -> dict[str, Any]:
+    def _led(self, job: Job | None, args: dict[str, Any]) -> dict[str, Any]:
         wanted = {str(k).upper(): float(v) for k, v in dict(args["intensities"]).items()}
         for channel, value in wanted.items():
             if channel not in LED_CHANNELS:

@@ -21,6 +21,9 @@ from .supervisor import Reply, Supervisor, refusal
 
 log = structlog.get_logger("pioreactord.jobchannel")
 
+# Hardware ops any process on the job socket may ask without registering as a job: nothing is
+# held, so nothing needs releasing (`led_intensity` from a script or a short action).
+ANONYMOUS_HW_OPS = frozenset({"led"})
 RETAINED_WINDOW = 5.0  # seconds after subscribing during which a job accepts retained re-sends
 JOB_REQUEST_TIMEOUT = 10.0
 
@@ -171,7 +174,7 @@ class JobChannel:
             self.supervisor.subscribe(job, str(pattern))
 
     def _on_hw(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
-        if job is None:
+        if job is None and msg.get("op") not in ANONYMOUS_HW_OPS:
             self._unknown(identity)
             return self._reply(identity, msg, {"ok": False, "error": "not registered",
                                                "code": "not_registered"})
@@ -183,7 +186,7 @@ class JobChannel:
         except (KeyError, TypeError, ValueError) as exc:
             self._reply(identity, msg, {"ok": False, "error": str(exc), "code": "bad_request"})
         except Exception as exc:  # noqa: BLE001 - a hardware fault is the job's error, not ours
-            log.error("hardware request failed", job=job.name, op=msg.get("op"), error=repr(exc))
+            log.error("hardware request failed", job=job.name if job else "-", op=msg.get("op"), error=repr(exc))
             self._reply(identity, msg, {"ok": False, "error": f"hardware error: {exc}",
                                         "code": "hardware"})
 

@@ -21,7 +21,12 @@ from typing import Any, Iterator
 
 import click
 
-BUILTIN_MODULES: tuple[str, ...] = ()  # filled in as built-in jobs are added
+BUILTIN_MODULES: tuple[str, ...] = (
+    "pioreactor.actions.led_intensity",
+    "pioreactor.background_jobs.growth_rate_calculating",
+    "pioreactor.background_jobs.od_reading",
+    "pioreactor.background_jobs.stirring",
+)
 ENTRY_POINT_GROUP = "pioreactor.plugins"
 
 

@@ -2,8 +2,9 @@
 
 Finds JOB's click command (built-in or plugin), runs it with ARGS exactly as `pio run` would, and
 turns the outcome into an exit status the daemon understands (pioreactord.protocol): 0 done,
-1 the job raised (traceback on stderr, which the daemon captures), 2 bad options (click's usage
-message), 75 refused (already running), 78 no such job.
+1 the job raised (traceback on stderr, which the daemon captures; for a pin held by another job
+just the line naming the holder), 2 bad options (click's usage message), 75 refused (already
+running), 78 no such job.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def main(argv: list[str]) -> int:
 
     from pioreactor.background_jobs.base import JobAlreadyRunning
     from pioreactor.catalog import discover, find
+    from pioreactor.utils.pwm import PWMLockError
 
     try:
         entry = find(name)
@@ -46,6 +48,9 @@ def main(argv: list[str]) -> int:
     except JobAlreadyRunning as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_REFUSED
+    except PWMLockError as exc:  # a pin held by another job: the holder is the whole story
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
     except (KeyboardInterrupt, click.Abort):
         return 0
     except SystemExit as exc:

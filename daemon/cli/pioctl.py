@@ -225,6 +225,39 @@ def logs(ctx: Context, lines: int, follow: bool, job: str | None, level: str | N
               as_json=ctx.as_json)
 
 
+@cli.command()
+@click.option("-t", "--topic", "topics", multiple=True, default=["#"], show_default=True,
+              help="MQTT topic filter (+ and # wildcards); repeat for several")
+@click.option("-n", "--count", type=int, help="exit after this many messages")
+@json_option
+@click.pass_obj
+def mqtt(ctx: Context, topics: tuple[str, ...], count: int | None) -> None:
+    """Print broker messages as `time | topic | payload` (through pioreactord; Ctrl-C ends)."""
+    from pioreactord.client import Unreachable, stream
+    from pioreactord.protocol import utc_timestamp
+
+    header = {"t": "call", "cmd": "mqtt", "args": {"topics": list(topics)}}
+    seen = 0
+    try:
+        for message, payload in stream(str(ctx.config.control_socket), header, renew_every=3.0,
+                                       timeout=DEFAULT_TIMEOUT):
+            text = (payload or b"").decode("utf-8", "replace")
+            if ctx.as_json:
+                click.echo(json.dumps({"time": utc_timestamp(), "topic": message["topic"],
+                                       "payload": text, "retain": message.get("retain")}))
+            else:
+                click.echo(f"{utc_timestamp()} | {message['topic']} | {text}")
+            seen += 1
+            if count is not None and seen >= count:
+                return
+    except Unreachable as exc:
+        click.echo(f"pioctl: pioreactord is not reachable ({exc}). Start it with `systemctl start "
+                   f"pioreactord` or `pioreactord --config {ctx.config.path}`.", err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    except KeyboardInterrupt:
+        return
+
+
 def main() -> None:
     try:
         cli.main(prog_name="pioctl", standalone_mode=False)

@@ -28,6 +28,18 @@ LED_CHANNELS = ("A", "B", "C", "D")
 BCM_PINS = range(0, 28)
 
 
+def pwm_to_pin_from_section(pins_section: Mapping[str, str]) -> dict[int, int]:
+    """The HAT defaults with the config's optional `[PWM_pins]` (`channel = BCM pin`) applied.
+    ValueError names a channel or pin that is not a number. The job side uses the same rule."""
+    pwm_to_pin = dict(DEFAULT_PWM_TO_PIN)
+    for channel, pin in pins_section.items():
+        try:
+            pwm_to_pin[int(channel)] = int(pin)
+        except ValueError:
+            raise ValueError(f"[PWM_pins] {channel} = {pin}: channel and pin must be numbers") from None
+    return pwm_to_pin
+
+
 def pin_roles_from_pwm_section(
     pwm_section: Mapping[str, str],
     pwm_to_pin: Mapping[int, int] = DEFAULT_PWM_TO_PIN,

@@ -1,1 +1,1 @@
-"""Short actions the Pioreactor docs import (e.g. `pioreactor.actions.led_intensity`)."""
+"""Short actions the Pioreactor docs import (`pioreactor.actions.led_intensity`)."""

@@ -272,6 +272,20 @@ class BackgroundJob:
             self._subscriptions.append((pattern, callback, allow_retained))
         self._channel.send({"t": "subscribe", "patterns": patterns})
 
+    @property
+    def pub_client(self) -> DaemonMqtt:
+        """Not a paho client any more: `publish`/`subscribe` through pioreactord, nothing else."""
+        return self._daemon_mqtt("pub_client")
+
+    @property
+    def sub_client(self) -> DaemonMqtt:
+        return self._daemon_mqtt("sub_client")
+
+    def _daemon_mqtt(self, name: str) -> DaemonMqtt:
+        if f"_{name}" not in self.__dict__:
+            self.__dict__[f"_{name}"] = DaemonMqtt(self, name)
+        return self.__dict__[f"_{name}"]
+
     # --- from the daemon (dispatcher thread) ---------------------------------------------------
     def _on_daemon_event(self, header: dict[str, Any], payload: bytes | None) -> None:
         kind = header.get("t")
@@ -282,8 +296,8 @@ class BackgroundJob:
             self._answer(header, self._apply_set(str(header["setting"]), str(header.get("value", ""))))
         elif kind == "state_set":
             self._remote_state(header)
-        elif kind == "who":
-            self._reregister()
+        elif kind == "who" and "_channel" in self.__dict__:
+            self._reregister()  # (before that, our first registration is still on its way)
 
     def _answer(self, header: dict[str, Any], reply: dict[str, Any]) -> None:
         if header.get("id"):
@@ -345,6 +359,47 @@ class BackgroundJob:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, _on_exit_signal)
         atexit.register(_clean_up_all)
+
+
+class DaemonMqtt:
+    """What `job.pub_client` / `job.sub_client` are under pioreactord: the two paho calls old
+    plugins make, routed through the daemon. Subscribed messages go to `on_message(client,
+    userdata, message)` or to callbacks added with `message_callback_add(pattern, callback)`.
+    Anything else raises AttributeError saying what to use instead."""
+
+    def __init__(self, job: BackgroundJob, name: str) -> None:
+        self.__dict__.update(_job=job, _name=name, on_message=None)
+        job.__dict__.setdefault("_paho_callbacks", {})
+
+    def publish(self, topic: str, payload: Any = None, qos: int = 0, retain: bool = False) -> None:
+        self._job.publish(topic, b"" if payload is None else payload, qos=qos, retain=retain)
+
+    def subscribe(self, topic: str | list, qos: int = 0) -> None:
+        topics = [topic] if isinstance(topic, str) else [t[0] if isinstance(t, tuple) else t for t in topic]
+        self._job.subscribe_and_callback(self._deliver, topics)
+
+    def message_callback_add(self, pattern: str, callback: Callable[..., Any]) -> None:
+        self._job.__dict__["_paho_callbacks"][pattern] = callback
+
+    def _deliver(self, message: Message) -> None:
+        from pioreactord.protocol import topic_matches
+
+        for pattern, callback in list(self._job.__dict__["_paho_callbacks"].items()):
+            if topic_matches(pattern, message.topic):
+                return callback(self, None, message)
+        if callable(self.__dict__.get("on_message")):
+            self.__dict__["on_message"](self, None, message)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(
+            f"job.{self._name}.{name}: under pioreactord jobs have no paho client; "
+            f"{self._name} supports publish() and subscribe() only (or use self.publish / "
+            f"self.subscribe_and_callback)")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "on_message":
+            self.__getattr__(name)
+        self.__dict__[name] = value
 
 
 def _on_exit_signal(signum: int, frame: Any) -> None:

@@ -74,3 +74,34 @@ def click_stubborn():
 BROKEN_PLUGIN = '''
 import this_module_does_not_exist
 '''
+
+OPTIONS_JOB = '''
+import click
+from pioreactor.background_jobs.base import BackgroundJob
+from pioreactor.whoami import get_unit_name, get_latest_experiment_name
+
+
+class Optioned(BackgroundJob):
+    job_name = "optioned"
+    published_settings = {
+        "initial_dc": {"datatype": "float", "settable": False},
+        "dry_run": {"datatype": "boolean", "settable": False},
+        "fast": {"datatype": "boolean", "settable": False},
+        "extra": {"datatype": "string", "settable": False},
+    }
+
+    def __init__(self, unit, experiment, initial_dc, dry_run, fast, extra):
+        super().__init__(unit=unit, experiment=experiment)
+        self.initial_dc, self.dry_run, self.fast, self.extra = initial_dc, dry_run, fast, extra
+
+
+@click.command(name="optioned")
+@click.option("--initial-dc", type=float, default=0.0)
+@click.option("--dry-run", is_flag=True)
+@click.option("--fast/--no-fast", default=True)
+@click.argument("extra", required=False, default="")
+def click_optioned(initial_dc, dry_run, fast, extra):
+    """A job whose options are published as settings."""
+    job = Optioned(get_unit_name(), get_latest_experiment_name(), initial_dc, dry_run, fast, extra)
+    job.block_until_disconnected()
+'''

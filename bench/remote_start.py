@@ -1,0 +1,58 @@
+"""Latency of a remote start: publish `$state/set ready` -> the job's `$state = ready` on the broker.
+
+A real Mosquitto, a real pioreactord and the test plugin `tester` (tests/support). Each run starts
+the job over MQTT, then stops it over MQTT and waits for `disconnected` before the next run.
+
+    .venv/bin/python bench/remote_start.py [runs]      (default 10)
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.support.broker import Broker, Watcher  # noqa: E402
+from tests.support.daemon import Daemon  # noqa: E402
+from tests.support.plugins import SETTINGS_JOB  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
+
+
+def measure(runs: int) -> list[float]:
+    broker = Broker()
+    watcher = Watcher(broker.port, "pioreactor/#")
+    daemon = Daemon(broker.port)
+    daemon.add_plugin("tester", SETTINGS_JOB)
+    try:
+        daemon.start()
+        state = f"pioreactor/{daemon.unit}/exp1/tester/$state"
+        latencies = []
+        for _ in range(runs):
+            began = time.monotonic()
+            watcher.publish(state + "/set", "ready")
+            latencies.append(watcher.wait(state, "ready", since=began).at - began)
+            since = time.monotonic()
+            watcher.publish(state + "/set", "disconnected")
+            watcher.wait(state, "disconnected", since=since)
+            wait_for(lambda: daemon.status() == {}, 10, "tester gone")
+        return latencies
+    finally:
+        daemon.cleanup()
+        watcher.close()
+        broker.stop()
+
+
+def main() -> None:
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    latencies = sorted(measure(runs))
+    p90 = latencies[min(len(latencies) - 1, round(0.9 * (len(latencies) - 1)))]
+    print(f"remote start ($state/set ready -> $state ready), {runs} runs: "
+          f"median {statistics.median(latencies) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, "
+          f"min {latencies[0] * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
