@@ -50,6 +50,7 @@ security() {
     log "${out##*$'\n'}"
 }
 
+step "host tools" apt_install_missing systemd # systemd-analyze (systemd need not be PID 1)
 step "unpack $(basename "$deb")" make_root
 step "systemd-analyze verify" verify
 step "systemd-analyze security" security

@@ -103,7 +103,7 @@ journal_cursor() { inside journalctl -u pioreactord.service -n 0 --show-cursor |
 # --- container life ---------------------------------------------------------------------------
 
 host_tools() {
-    local tools=(systemd-container mmdebstrap zstd)
+    local tools=(systemd-container mmdebstrap zstd procps)
     [ "$SLOW" = 1 ] || tools+=(qemu-user-static arch-test) # mmdebstrap wants arch-test
     apt_install_missing "${tools[@]}"
 }
