@@ -62,6 +62,7 @@ ROOT=$WORK/rootfs
 NSPAWN_PID=
 LEADER=
 SUB_PID= # the test's mosquitto_sub (its nsenter, on the host side)
+STIRRING_PID=
 BINFMT_MOUNTED=0
 BINFMT_REGISTERED=
 TOTAL_START=$(now_us)
