@@ -9,8 +9,8 @@
 #   scripts/e2e-systemd.sh [--arch arm64] [--suite trixie] [--deb PATH]
 #
 # --deb: default dist/pioreactord_<version>_all.deb (scripts/build-deb.sh makes it).
-# --arch arm64: the same test in an arm64 container under qemu-user (slow, about 10 min; for a
-#   person to run, not CI). E2E_MIRROR overrides the Debian mirror.
+# --arch arm64: the same test in an arm64 container under qemu-user, for a person to run, not
+#   CI (slow: about 3.5 min cold, 2 min with the cached rootfs). E2E_MIRROR overrides the mirror.
 # --suite: the Debian release in the container (default bookworm; the package is built on
 #   bookworm and must also install on trixie).
 # The rootfs is cached as a tarball in /var/cache/pioreactord-e2e/ (delete it to refresh).
