@@ -132,7 +132,7 @@ make_rootfs() {
         env -i PATH=$CLEAN_PATH mmdebstrap --quiet --arch="$ARCH" --variant=minbase \
             --include="$INCLUDE" --skip=cleanup/apt \
             --customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
-            --customize-hook="chroot \"\$1\" apt-get install -y -q --download-only \
+            --customize-hook="chroot \"\$1\" apt-get install -y -qq --download-only \
                 -o APT::Install-Recommends=true $DOWNLOAD" \
             --customize-hook='rm -f "$1"/var/cache/apt/*.bin' \
             "$SUITE" "$tmp" "$MIRROR" || { rm -f "$tmp"; return 1; }
