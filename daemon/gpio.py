@@ -18,8 +18,9 @@ Ops (request args -> result):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 

@@ -11,9 +11,10 @@ import json
 import logging
 import logging.handlers
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 

@@ -14,16 +14,26 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
-from .children import Child, ExitInfo, SpawnRequest, Spawner, collect_exit, send_signal, watch_pid
+from .children import Child, ExitInfo, Spawner, SpawnRequest, collect_exit, send_signal, watch_pid
 from .config import Config
 from .logs import LogHub, LogRecord
 from .loop import Loop
-from .protocol import (EXIT_REFUSED, EXIT_UNKNOWN_JOB, EXPERIMENT_ENV, JOB_SOCKET_ENV,
-                       JOB_TOKEN_ENV, UNIT_ENV, new_id, to_wire, utc_timestamp)
+from .protocol import (
+    EXIT_REFUSED,
+    EXIT_UNKNOWN_JOB,
+    EXPERIMENT_ENV,
+    JOB_SOCKET_ENV,
+    JOB_TOKEN_ENV,
+    UNIT_ENV,
+    new_id,
+    to_wire,
+    utc_timestamp,
+)
 from .registry import AlreadyRunning, Job, Registry
 from .sink import END_JOB, INSERT_JOB, UPDATE_JOB_PID, UPSERT_SETTING, Sink
 

@@ -30,10 +30,11 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from pioreactord.protocol import (JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire)
+from pioreactord.protocol import JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire
 
 from ..channel import Channel, RequestFailed, check_daemon_listening
 from .settings import SettingRefused, cast_value, normalise_settings

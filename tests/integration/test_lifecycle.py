@@ -90,7 +90,7 @@ def test_mqtt_set_good_bad_and_retained(daemon, watcher):
     assert "abc" in json.loads(log.payload)["message"]
     watcher.publish(topic(daemon, "measured/set"), "5")
     watcher.wait(f"pioreactor/{daemon.unit}/exp1/logs/tester/warning", since=since)
-    watcher.publish(f"pioreactor/$broadcast/exp1/tester/count/set", "11")
+    watcher.publish("pioreactor/$broadcast/exp1/tester/count/set", "11")
     watcher.wait(topic(daemon, "count"), "11")
     assert daemon.status()["tester"]["settings"]["rate"] == "3.25"
 
