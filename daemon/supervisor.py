@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -104,7 +105,7 @@ class Supervisor:
         if child:
             for fd, is_err in ((child.stdout_fd, False), (child.stderr_fd, True)):
                 if fd is not None:
-                    self.loop.watch(fd, lambda fd=fd, is_err=is_err: self._read_output(job, fd, is_err))
+                    self.loop.watch(fd, functools.partial(self._read_output, job, fd, is_err))
         return True
 
     def _allocate_job_id(self) -> int:

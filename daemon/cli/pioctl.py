@@ -70,8 +70,9 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
 
 
 def _late_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.find_object(Context).as_json = True
+    obj = ctx.find_object(Context)
+    if value and obj is not None:
+        obj.as_json = True
 
 
 json_option = click.option("--json", "late_json", is_flag=True, expose_value=False,

@@ -87,6 +87,20 @@ class BackgroundJob:
     published_settings: dict[str, dict[str, Any]] = {}
     job_name: str | None = None  # may be set on the class instead of passed to __init__
 
+    # Set in __init__ through __dict__ (so that assigning them publishes nothing).
+    unit: str
+    experiment: str
+    state: str
+    source: str
+    logger: logging.Logger
+    _meta: dict[str, dict[str, Any]]
+    _subscriptions: list[tuple[str, Callable[[Message], Any], bool]]
+    _lock: threading.RLock
+    _disconnected: threading.Event
+    _blocking: bool
+    _publishing: bool
+    _channel: Channel
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
