@@ -18,6 +18,7 @@ import fcntl
 import os
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -51,7 +52,7 @@ class DaemonAlreadyRunning(Exception):
 
 
 class Daemon:
-    def __init__(self, config: Config, *, backend: Any, startup_warnings: list[str] = ()) -> None:
+    def __init__(self, config: Config, *, backend: Any, startup_warnings: Sequence[str] = ()) -> None:
         self.config = config
         self.pid = os.getpid()
         self.daemon_id = new_id()

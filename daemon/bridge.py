@@ -13,8 +13,8 @@ from __future__ import annotations
 import queue
 import ssl
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 

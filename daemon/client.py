@@ -22,8 +22,7 @@ def call(socket_path: str, header: dict[str, Any], timeout: float) -> dict[str, 
     socket file or no answer within `timeout` seconds."""
     if not os.path.exists(socket_path):
         raise Unreachable(f"no socket at {socket_path}")
-    context = zmq.Context.instance()
-    sock = context.socket(zmq.DEALER)
+    sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     try:
         sock.connect(f"ipc://{socket_path}")
@@ -47,7 +46,7 @@ def stream(socket_path: str, header: dict[str, Any], *, renew_every: float,
     Unreachable if the first request gets no answer within `timeout` seconds, or is refused."""
     if not os.path.exists(socket_path):
         raise Unreachable(f"no socket at {socket_path}")
-    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(f"ipc://{socket_path}")
     request_id = new_id()

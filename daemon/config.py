@@ -14,9 +14,10 @@ from __future__ import annotations
 import configparser
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 DEFAULT_CONFIG_PATH = "/etc/pioreactord.ini"
 CONFIG_ENV = "PIOREACTORD_CONFIG"

@@ -18,8 +18,9 @@ Ops (request args -> result):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 
@@ -38,7 +39,7 @@ class GpioService:
         self._duty: dict[int, float] = {}  # pin -> duty cycle, for pins that are on
         self._driver: dict[int, str] = {}  # pin -> name of the job that last drove it
         self._leds: dict[str, float] = {c: 0.0 for c in LED_CHANNELS}
-        self._ops: dict[str, Callable[[Job, dict[str, Any]], dict[str, Any]]] = {
+        self._ops: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
             "lock": self._lock, "unlock": self._unlock, "pwm": self._pwm, "pwm_off": self._pwm_off,
             "led": self._led, "adc": self._adc, "edges": self._edges,
         }

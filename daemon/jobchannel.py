@@ -8,7 +8,8 @@ Requests the daemon sends to jobs (`set`, `state_set`) are matched to their repl
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 import zmq

@@ -11,9 +11,10 @@ import json
 import logging
 import logging.handlers
 import sys
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 
@@ -92,7 +93,7 @@ def _file_logger(path: Path) -> logging.Logger:
 def configure_structlog(emit: Callable[[str, str], None]) -> None:
     """Route the daemon's structlog calls into `emit(level, message)` (and so into the hub)."""
 
-    def to_hub(logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+    def to_hub(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> Any:
         event = str(event_dict.pop("event", ""))
         event_dict.pop("level", None)
         extras = " ".join(f"{k}={v}" for k, v in event_dict.items() if not k.startswith("_"))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 VERSION = 1
@@ -90,8 +90,8 @@ def new_id() -> str:
 
 def utc_timestamp(when: datetime | None = None) -> str:
     """UTC ISO-8601 with milliseconds and `Z`, the format of every stored timestamp."""
-    when = when or datetime.now(timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    when = when or datetime.now(UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def topic_matches(pattern: str, topic: str) -> bool:

@@ -11,19 +11,30 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 
-from .children import Child, ExitInfo, SpawnRequest, Spawner, collect_exit, send_signal, watch_pid
+from .children import Child, ExitInfo, Spawner, SpawnRequest, collect_exit, send_signal, watch_pid
 from .config import Config
 from .logs import LogHub, LogRecord
 from .loop import Loop
-from .protocol import (EXIT_REFUSED, EXIT_UNKNOWN_JOB, EXPERIMENT_ENV, JOB_SOCKET_ENV,
-                       JOB_TOKEN_ENV, UNIT_ENV, new_id, to_wire, utc_timestamp)
+from .protocol import (
+    EXIT_REFUSED,
+    EXIT_UNKNOWN_JOB,
+    EXPERIMENT_ENV,
+    JOB_SOCKET_ENV,
+    JOB_TOKEN_ENV,
+    UNIT_ENV,
+    new_id,
+    to_wire,
+    utc_timestamp,
+)
 from .registry import AlreadyRunning, Job, Registry
 from .sink import END_JOB, INSERT_JOB, UPDATE_JOB_PID, UPSERT_SETTING, Sink
 
@@ -94,7 +105,7 @@ class Supervisor:
         if child:
             for fd, is_err in ((child.stdout_fd, False), (child.stderr_fd, True)):
                 if fd is not None:
-                    self.loop.watch(fd, lambda fd=fd, is_err=is_err: self._read_output(job, fd, is_err))
+                    self.loop.watch(fd, functools.partial(self._read_output, job, fd, is_err))
         return True
 
     def _allocate_job_id(self) -> int:

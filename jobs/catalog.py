@@ -13,11 +13,12 @@ import importlib.util
 import json
 import sys
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 import click
 

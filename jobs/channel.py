@@ -85,7 +85,7 @@ class Channel:
     def request(self, header: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send and wait for the reply's result; RequestFailed on a refusal or a timeout."""
         request_id = new_id()
-        done, box = threading.Event(), []
+        done, box = threading.Event(), []  # type: tuple[threading.Event, list[dict]]
         self._pending[request_id] = (done, box)
         self.send({**header, "id": request_id})
         if not done.wait(timeout):
@@ -124,7 +124,7 @@ class Channel:
         try:
             while True:
                 timeout = max(0.0, next_ping - time.monotonic())
-                ready = dict(poller.poll(timeout * 1000))
+                ready = dict(poller.poll(int(timeout * 1000)))
                 if self._wake_r in ready:
                     self._drain_wake()
                 if self._flush_outbox():

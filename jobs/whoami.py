@@ -34,9 +34,8 @@ def _config_unit() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _ask_daemon() -> dict[str, Any]:
-    from pioreactord.client import Unreachable, call
-
     from pioreactor.config import job_socket_path
+    from pioreactord.client import Unreachable, call
 
     try:
         reply = call(job_socket_path(), {"t": "whoami"}, timeout=2.0)

@@ -40,19 +40,26 @@ $(sed -e "s#^runtime_dir = .*#runtime_dir = $root/run#" \
       -e "s#^database = .*#database = $root/state/pioreactord.sqlite#" \
       -e "s#^log_file = .*#log_file = $root/log/pioreactord.log#" \
       -e "s#^unit =.*#unit = demo#" \
-      -e "s#^1 = stirring#1 = stirring#" -e "s#^2 = media#2 = motor_driver#" \
+      -e "s#^2 = media#2 = air_pump#" \
+      -e "s#^interval = 5#interval = 1#" \
+      -e "s#^initial_rate_std = .*#initial_rate_std = 100#" \
       etc/pioreactord.ini)
 
 [simulation]
 ; one hour of culture growth per minute, so the demo shows growth at once
 time_scale = 60
 seed = 7
+
+[air_pump]
+; examples/air_pump.py: duty cycle at the starting OD, and the PWM frequency
+base_duty_cycle = 10
+hz = 200
 INI
 export PIOREACTORD_CONFIG=$root/pioreactord.ini PATH=$PWD/.venv/bin:$PATH
 
 demo_jobs() {
   for _ in $(seq 100); do pioctl status >/dev/null 2>&1 && break; sleep 0.1; done
-  for job in od_reading growth_rate_calculating stirring "motor_driver --initial-dc 10"; do
+  for job in od_reading growth_rate_calculating stirring air_pump; do
     pioctl start $job || true
   done
   cat <<MSG

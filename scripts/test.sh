@@ -30,6 +30,10 @@ step "PyPI: newest releases"
 .venv/bin/pip install -q --upgrade pip >/dev/null
 .venv/bin/pip install -q -e '.[test]'
 .venv/bin/pip list 2>/dev/null | grep -iE '^(paho-mqtt|pyzmq|psutil|structlog|click|sdnotify) '
+step "lint: ruff, mypy"
+.venv/bin/pip install -q ruff mypy
+.venv/bin/ruff check daemon jobs tests bench examples
+.venv/bin/mypy daemon jobs
 .venv/bin/python -m pytest -q -p no:cacheprovider tests
 
 step "Debian bookworm: python3-* packages from apt"

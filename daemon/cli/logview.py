@@ -43,7 +43,7 @@ def show_logs(database: Path, *, lines: int, follow: bool, job: str | None, leve
 
 
 def _print(rows: list, as_json: bool) -> int:
-    for rowid, timestamp, level, task, message, experiment, source in rows:
+    for _rowid, timestamp, level, task, message, experiment, source in rows:
         if as_json:
             line = json.dumps({"timestamp": timestamp, "level": level, "task": task,
                                "message": message, "experiment": experiment, "source": source})

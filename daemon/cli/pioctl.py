@@ -63,15 +63,16 @@ def fail(message: str, echo: bool = True) -> NoReturn:
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
              for row in [headers, *rows]]
     return "\n".join(lines)
 
 
 def _late_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.find_object(Context).as_json = True
+    obj = ctx.find_object(Context)
+    if value and obj is not None:
+        obj.as_json = True
 
 
 json_option = click.option("--json", "late_json", is_flag=True, expose_value=False,

@@ -7,6 +7,7 @@ cycle out of range, the daemon away) raises `RequestFailed` with the daemon's me
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -49,6 +50,6 @@ class Hardware:
 
 def utc_iso() -> str:
     """Now, as Pioreactor's payloads stamp it: ISO 8601 UTC with microseconds and a Z."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -30,10 +30,11 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from pioreactord.protocol import (JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire)
+from pioreactord.protocol import JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire
 
 from ..channel import Channel, RequestFailed, check_daemon_listening
 from .settings import SettingRefused, cast_value, normalise_settings
@@ -85,6 +86,20 @@ class BackgroundJob:
 
     published_settings: dict[str, dict[str, Any]] = {}
     job_name: str | None = None  # may be set on the class instead of passed to __init__
+
+    # Set in __init__ through __dict__ (so that assigning them publishes nothing).
+    unit: str
+    experiment: str
+    state: str
+    source: str
+    logger: logging.Logger
+    _meta: dict[str, dict[str, Any]]
+    _subscriptions: list[tuple[str, Callable[[Message], Any], bool]]
+    _lock: threading.RLock
+    _disconnected: threading.Event
+    _blocking: bool
+    _publishing: bool
+    _channel: Channel
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -335,9 +350,11 @@ class BackgroundJob:
     def _remote_state(self, header: dict[str, Any]) -> None:
         state = str(header.get("state"))
         if state == self.DISCONNECTED:
+            # Read before disconnecting: block_until_disconnected returns the moment we do.
+            main_thread_waits_for_us = self._blocking
             self._answer(header, {"ok": True, "result": {"state": state}})
             self.set_state(state)
-            if not self._blocking:  # the main thread runs its own loop: end it too
+            if not main_thread_waits_for_us:  # the main thread runs its own loop: end it too
                 os.kill(os.getpid(), signal.SIGTERM)
             return
         self.set_state(state)
@@ -358,7 +375,7 @@ class BackgroundJob:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, _on_exit_signal)
-        atexit.register(_clean_up_all)
+        atexit.register(_clean_up_at_exit)
 
 
 class DaemonMqtt:
@@ -402,7 +419,18 @@ class DaemonMqtt:
         self.__dict__[name] = value
 
 
+_exiting = False  # the interpreter is running atexit handlers: a signal must not raise there
+
+
+def _clean_up_at_exit() -> None:
+    global _exiting
+    _exiting = True
+    _clean_up_all()
+
+
 def _on_exit_signal(signum: int, frame: Any) -> None:
+    if _exiting:
+        return
     blocking = any(job._blocking for job in _live_jobs)
     _clean_up_all()
     if not blocking:

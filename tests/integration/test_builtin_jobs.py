@@ -117,7 +117,7 @@ def test_stirring_clean_stop_switches_off_and_unlocks(daemon, watcher):
 
 # --- od_reading --------------------------------------------------------------------------------
 def spacings(messages) -> list[float]:
-    return [b.at - a.at for a, b in zip(messages, messages[1:])]
+    return [b.at - a.at for a, b in zip(messages, messages[1:], strict=False)]
 
 
 def test_od_reading_publishes_ods_and_od1_with_the_ir_led_on(daemon, watcher):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from pioreactord.hardware import HardwareError, choose, open_backend
 from pioreactord.hardware.pigpio_backend import PigpioBackend
 

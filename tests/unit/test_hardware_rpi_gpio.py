@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from pioreactord.hardware import HardwareError, choose, open_backend
 from pioreactord.hardware.rpi_gpio import RpiGpioBackend
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from pioreactord.hardware import SimulatedBackend, SimulationParams, open_backend, seed_from_section
 from pioreactord.hardware.pins import TACHOMETER_PIN
 
