@@ -308,6 +308,9 @@ def _is_alive(pid: int) -> bool:
 def _wait_published(info: Any, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if info.is_published():
+        try:
+            if info.is_published():
+                return
+        except RuntimeError:  # paho 1.6 while disconnected: this message will never go out
             return
         time.sleep(0.02)  # shutdown only: the loop is done, nothing else waits on us

@@ -1,6 +1,7 @@
 """`pioreactord`: parse arguments, load the config, build the daemon, run it.
 
-Exit statuses: 0 clean stop; 1 could not start (the message says why); 2 usage (click).
+Exit statuses: 0 clean stop; 1 could not start (the message says why); 2 usage (click);
+78 configuration error (the unit's RestartPreventExitStatus: retrying cannot help).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 import click
 
 from .config import Config, ConfigError
+from .protocol import EXIT_UNKNOWN_JOB as EXIT_CONFIG  # 78, EX_CONFIG: systemd must not retry
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +22,8 @@ def main(config_path: str | None) -> None:
     try:
         config = Config.load(config_path)
     except ConfigError as exc:
-        raise SystemExit(f"pioreactord: {exc}") from None
+        print(f"pioreactord: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
     from .hardware import (
         HardwareError,
@@ -40,8 +43,9 @@ def main(config_path: str | None) -> None:
                                seed=seed_from_section(simulation),
                                simulation=SimulationParams.from_section(simulation))
         daemon = Daemon(config, backend=backend, startup_warnings=warnings)
-    except ValueError as exc:
-        raise SystemExit(f"pioreactord: {config.path}: {exc}") from None
+    except ValueError as exc:  # a bad [simulation] value
+        print(f"pioreactord: {config.path}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
     except (DaemonAlreadyRunning, HardwareError, OSError) as exc:
         raise SystemExit(f"pioreactord: cannot start: {exc}") from None
     sys.exit(daemon.run())

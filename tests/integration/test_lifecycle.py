@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
+from tests.support.daemon import BIN
 from tests.support.plugins import BROKEN_PLUGIN, SETTINGS_JOB, STUBBORN_JOB
 from tests.support.waiting import wait_for
 
@@ -215,3 +217,23 @@ def test_experiment_change_applies_to_new_jobs(daemon, watcher):
     daemon.pioctl("start", "tester")
     watcher.wait(topic(daemon, "$state", exp="exp2"), "ready")
     assert daemon.status()["tester"]["experiment"] == "exp2"
+
+
+
+def test_sigterm_while_the_broker_is_down_exits_0(make_daemon):
+    from tests.support.broker import free_port
+
+    d = make_daemon()
+    text = d.config.read_text().replace(f"broker_port = {d.broker_port}", f"broker_port = {free_port()}")
+    d.config.write_text(text)  # nothing listens there: paho keeps retrying
+    d.start()
+    assert d.stop(signal.SIGTERM) == 0
+
+
+def test_config_error_exits_78_naming_the_key(make_daemon):
+    d = make_daemon()
+    d.config.write_text(d.config.read_text().replace("hardware = simulated", "hardware = quantum"))
+    run = subprocess.run([str(BIN / "pioreactord"), "--config", str(d.config)], env=d.env,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 78
+    assert "hardware" in run.stderr and "quantum" in run.stderr and "Traceback" not in run.stderr
