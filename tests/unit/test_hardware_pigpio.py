@@ -7,14 +7,13 @@ import socket
 import struct
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from pioreactord.hardware import HardwareError, choose, open_backend
 from pioreactord.hardware.pigpio_backend import PigpioBackend
+from tests.support.waiting import wait_for
 
 pytest.importorskip("pigpio")
 
@@ -39,13 +38,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.001)
 
 
 @pytest.fixture
@@ -144,7 +136,7 @@ def test_edges_come_back_through_pigpio_notifications(pigpiod, backend) -> None:
     assert (g.mode, g.pud) == (fake_pigpiod.INPUT, 2)  # PUD_UP
     assert pigpiod.commands("NB")[-1][2] == 1 << 25
     pigpiod.pulse(25, 40)
-    wait_for(lambda: backend.count_edges(25) == 40)
+    wait_for(lambda: backend.count_edges(25) == 40, 2, "40 edges counted", poll=0.001)
     assert backend.snapshot()["edge_counters"] == {"25": 40}
 
 
@@ -162,7 +154,7 @@ def test_close_stops_pwm_and_the_notification_stream(pigpiod) -> None:
     backend.close()
     backend.close()
     assert pigpiod.gpios[17].dutycycle == 0
-    wait_for(lambda: pigpiod.notify == {})
+    wait_for(lambda: pigpiod.notify == {}, 2, "notify handle closed", poll=0.001)
     backend.pwm_off(17)  # closed: never raises
 
 
@@ -170,7 +162,7 @@ def test_a_vanished_pigpiod_is_a_hardware_error_and_does_not_spin_a_cpu(pigpiod,
     notification_thread = backend._pi._notify
     pigpiod.stop()
     # pigpio's own thread would loop on recv() == b"" forever; the backend ends it
-    wait_for(lambda: not notification_thread.is_alive())
+    wait_for(lambda: not notification_thread.is_alive(), 2, "notification thread ended", poll=0.001)
     with pytest.raises(
         HardwareError, match="lost the connection to pigpiod at 127.0.0.1:.*restart"
     ):
