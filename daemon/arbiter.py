@@ -87,7 +87,8 @@ class Daemon:
             spawner=SubprocessSpawner(), publish=self.publish, send_job=self._send_job,
             subscribe=lambda p: self.bridge.subscribe(p, resend_retained=True),
             unsubscribe=self.bridge.unsubscribe, experiment=self.experiment,
-            release_pins=self._release_pins)
+            release_pins=self.gpio.release,
+            on_jobs_changed=lambda: self.notifier.status(self._status_text()))
         self.jobs = JobChannel(socket=self.jobs_socket, loop=self.loop, registry=self.registry,
                                supervisor=self.supervisor, gpio=self.gpio, publish=self.publish,
                                daemon_id=self.daemon_id, unit=config.unit,
@@ -235,16 +236,10 @@ class Daemon:
                   experiment: str | None = None) -> Job:
         if self._stopping:
             raise CommandError("pioreactord is shutting down", "refused")
-        job = self.supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
-        self.notifier.status(self._status_text())
-        return job
+        return self.supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
 
     def _send_job(self, identity: bytes | None, header: dict[str, Any], payload: bytes | None = None) -> None:
         self.jobs.send(identity, header, payload)
-
-    def _release_pins(self, job: Job, pins: list[int]) -> None:
-        self.gpio.release(job, pins)
-        self.loop.post(lambda: self.notifier.status(self._status_text()))
 
     def _adopt_previous_jobs(self) -> None:
         """Rows a previous daemon left running: watch the live ones until they re-register,
@@ -254,7 +249,7 @@ class Daemon:
                       source=row["job_source"], token=None, row_written=True)
             if _is_alive(row["pid"]) and row["job_name"] not in self.registry.jobs:
                 self.registry.reserve(job)
-                if self.supervisor._adopt_process(job, row["pid"], None):
+                if self.supervisor.watch_process(job, row["pid"], None):
                     log.info("waiting for a job from before the restart", job=job.name, pid=row["pid"])
                     continue
                 self.registry.forget(job)

@@ -49,7 +49,8 @@ class Supervisor:
     def __init__(self, *, config: Config, loop: Loop, registry: Registry, sink: Sink, hub: LogHub,
                  spawner: Spawner, publish: Callable[..., Any], send_job: Callable[..., None],
                  subscribe: Callable[[str], None], unsubscribe: Callable[[str], None],
-                 experiment: Callable[[], str], release_pins: Callable[[Job, list[int]], None]):
+                 experiment: Callable[[], str], release_pins: Callable[[Job, list[int]], None],
+                 on_jobs_changed: Callable[[], None] = lambda: None):
         self.config, self.loop, self.registry, self.sink, self.hub = config, loop, registry, sink, hub
         self._spawner = spawner
         self._publish = publish
@@ -57,6 +58,7 @@ class Supervisor:
         self._subscribe, self._unsubscribe = subscribe, unsubscribe
         self._experiment = experiment
         self._release_pins = release_pins
+        self._on_jobs_changed = on_jobs_changed  # a job was added or ended (systemd STATUS=)
         self._next_job_id = sink.next_job_id()
         self._ready_waiters: dict[int, list[Reply]] = {}
         self._gone_waiters: dict[int, list[Reply]] = {}
@@ -78,7 +80,8 @@ class Supervisor:
             self._answer(self._ready_waiters.pop(job.job_id, []),
                          error=f"cannot start {job_name}: {exc}", code="spawn_failed")
             raise
-        self._adopt_process(job, child.pid, child)
+        self.watch_process(job, child.pid, child)
+        self._on_jobs_changed()
         log.debug("spawned", job=job_name, pid=child.pid, args=" ".join(args))
         return job
 
@@ -95,7 +98,7 @@ class Supervisor:
         return {**self.job_env_base(), JOB_TOKEN_ENV: job.token or "",
                 EXPERIMENT_ENV: job.experiment}
 
-    def _adopt_process(self, job: Job, pid: int, child: Child | None) -> bool:
+    def watch_process(self, job: Job, pid: int, child: Child | None) -> bool:
         """Watch a process's end (and its output, if we hold its pipes)."""
         job.pid, job.child = pid, child
         job.pidfd = child.pidfd if child else watch_pid(pid)
@@ -150,9 +153,10 @@ class Supervisor:
                   experiment=str(msg.get("experiment") or self._experiment()),
                   source=str(msg.get("source") or "app"))
         self.registry.reserve(job)
-        if not self._adopt_process(job, pid, None):
+        if not self.watch_process(job, pid, None):
             self.registry.forget(job)
             return None
+        self._on_jobs_changed()
         return job
 
     def _write_row(self, job: Job) -> None:
@@ -286,6 +290,7 @@ class Supervisor:
             if not meta.get("persist") and name != "state":
                 self._publish(self.topic(job, name), b"", qos=2, retain=True)
         self._release_pins(job, [lock.pin for lock in freed])
+        self._on_jobs_changed()
         for pattern in job.subscriptions:
             self._unsubscribe(pattern)
         if job.row_written:

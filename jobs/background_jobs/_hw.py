@@ -1,8 +1,9 @@
 """The few `hw` requests the built-in jobs make to pioreactord (private to this package).
 
 Jobs never touch GPIO: each call below is one request over the job's channel to the daemon's
-hardware backend (pioreactord.gpio lists the ops). A refusal (a pin locked by another job, a duty
-cycle out of range, the daemon away) raises `RequestFailed` with the daemon's message.
+hardware backend (pioreactord.gpio lists the ops), sent by `pioreactor.utils.pwm.hw_request`, the
+one place refusals are translated: a pin locked by another job raises PWMLockError naming the
+holder; anything else (a duty cycle out of range, the daemon away) HardwareRequestError.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ if TYPE_CHECKING:
 class Hardware:
     """The hardware a job drives, as seen through its channel to the daemon."""
 
-    def __init__(self, job: BackgroundJob, timeout: float = 5.0) -> None:
-        self._job, self._timeout = job, timeout
+    def __init__(self, job: BackgroundJob) -> None:
+        self._job = job
 
     def _request(self, op: str, **args: Any) -> dict[str, Any]:
-        return self._job._channel.request({"t": "hw", "op": op, "args": args}, timeout=self._timeout)
+        from pioreactor.utils.pwm import hw_request
+
+        return hw_request(self._job, op, args)
 
     def lock(self, pin: int) -> dict[str, Any]:
-        """Take the daemon's lock on `pin`; RequestFailed names the holder if it is taken."""
+        """Take the daemon's lock on `pin`; PWMLockError names the holder if it is taken."""
         return self._request("lock", pin=pin)
 
     def unlock(self, pin: int) -> bool:
