@@ -66,6 +66,9 @@ class Channel:
         self._events: queue.SimpleQueue[tuple[dict, bytes | None] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._closing = threading.Event()
+        # No heartbeat until the job has registered: a ping from an identity the daemon does not
+        # know yet is answered with `who`, which would make the job register a second time.
+        self._heartbeat = threading.Event()
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.ROUTING_ID, identity.encode())
@@ -106,6 +109,11 @@ class Channel:
         if threading.current_thread() is not self._io:
             self._io.join(5)
 
+    def start_heartbeat(self) -> None:
+        """Called once registered; pings also tell the job when the daemon has restarted."""
+        self._heartbeat.set()
+        self._wake()
+
     def in_dispatcher(self) -> bool:
         return threading.current_thread() is self._dispatcher
 
@@ -131,7 +139,9 @@ class Channel:
                     return
                 if self._socket in ready:
                     self._receive_all()
-                if time.monotonic() >= next_ping:
+                if not self._heartbeat.is_set():
+                    next_ping = time.monotonic() + HEARTBEAT_SECONDS
+                elif time.monotonic() >= next_ping:
                     self._socket.send_multipart(encode({"t": "ping"}), zmq.NOBLOCK)
                     next_ping = time.monotonic() + HEARTBEAT_SECONDS
         except zmq.ZMQError:

@@ -146,6 +146,7 @@ class BackgroundJob:
             if exc.code == "already_running":
                 raise JobAlreadyRunning(str(exc)) from None
             raise RuntimeError(f"pioreactord refused {self.job_name}: {exc}") from None
+        channel.start_heartbeat()
         return channel
 
     def _registration(self, adopt: bool) -> dict[str, Any]:

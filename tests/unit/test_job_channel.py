@@ -1,0 +1,51 @@
+"""The job's end of the channel against a real ROUTER socket standing in for the daemon's."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import zmq
+
+from pioreactor.channel import HEARTBEAT_SECONDS, Channel
+from pioreactord.protocol import decode, encode
+
+
+@pytest.fixture
+def router(tmp_path):
+    context = zmq.Context()
+    socket = context.socket(zmq.ROUTER)
+    path = tmp_path / "jobs.sock"
+    socket.bind(f"ipc://{path}")
+    yield socket, str(path)
+    socket.close(linger=0)
+    context.term()
+
+
+def receive(socket, timeout: float) -> tuple[bytes, dict]:
+    assert socket.poll(int(timeout * 1000)), f"nothing from the job within {timeout:g} s"
+    identity, *frames = socket.recv_multipart()
+    return identity, decode(frames)[0]
+
+
+def test_the_registration_is_heard_before_any_heartbeat(router):
+    """A ping from an identity the daemon does not know yet is answered with `who`; a job that
+    pinged before registering was made to register twice (and re-published its settings)."""
+    socket, path = router
+    events: list[dict] = []
+    channel = Channel(path, "job:1:abc", lambda header, payload: events.append(header))
+    answered: list[dict] = []
+    asker = threading.Thread(target=lambda: answered.append(channel.request({"t": "register"})))
+    try:
+        asker.start()
+        identity, first = receive(socket, 5)
+        assert first["t"] == "register"
+        socket.send_multipart([identity, *encode({"t": "reply", "id": first["id"], "ok": True,
+                                                  "result": {"job_id": 1}})])
+        asker.join(5)
+        assert answered == [{"job_id": 1}]
+        channel.start_heartbeat()
+        _, second = receive(socket, HEARTBEAT_SECONDS + 3)
+        assert second["t"] == "ping"
+    finally:
+        channel.close()
