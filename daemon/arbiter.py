@@ -52,7 +52,8 @@ class DaemonAlreadyRunning(Exception):
 
 
 class Daemon:
-    def __init__(self, config: Config, *, backend: Any, startup_warnings: Sequence[str] = ()) -> None:
+    def __init__(self, config: Config, *, backend: Any, startup_warnings: Sequence[str] = (),
+                 startup_notes: Sequence[str] = ()) -> None:
         self.config = config
         self.pid = os.getpid()
         self.daemon_id = new_id()
@@ -63,6 +64,7 @@ class Daemon:
         self._stopping = False
         self._exit_deadline: float | None = None
         self._startup_warnings = list(startup_warnings)
+        self._startup_notes = list(startup_notes)
         for directory in (config.runtime_dir, config.state_dir):
             directory.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._take_lock()
@@ -148,6 +150,8 @@ class Daemon:
         self._adopt_previous_jobs()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
+        for note in self._startup_notes:
+            log.info(note)
         for warning in self._startup_warnings:
             log.warning(warning)
         self.notifier.ready(self._status_text())

@@ -35,14 +35,15 @@ def main(config_path: str | None) -> None:
     from .hardware.pins import pwm_to_pin_from_section
 
     warnings: list[str] = []  # logged by the daemon once its log sink is up
+    notes: list[str] = []  # the same, at INFO
     try:
         simulation = config.simulation
-        backend = open_backend(config.hardware, warn=warnings.append,
+        backend = open_backend(config.hardware, warn=warnings.append, info=notes.append,
                                pin_roles=pin_roles_from_pwm_section(
                                    config.pwm_channels, pwm_to_pin_from_section(config.pwm_pins)),
                                seed=seed_from_section(simulation),
                                simulation=SimulationParams.from_section(simulation))
-        daemon = Daemon(config, backend=backend, startup_warnings=warnings)
+        daemon = Daemon(config, backend=backend, startup_warnings=warnings, startup_notes=notes)
     except ValueError as exc:  # a bad [simulation] value
         print(f"pioreactord: {config.path}: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)

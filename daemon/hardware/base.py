@@ -34,7 +34,8 @@ class HardwareBackend(Protocol):
         ...
 
     def read_adc(self, channel: int) -> float:
-        """Volts on an ADC channel (0..3)."""
+        """Volts on an ADC channel (0..3) as `pins` numbers them: 0 photodiode "1", 1 photodiode
+        "2", 2 the HAT's version divider, 3 aux. A HAT driver maps them to its chip's inputs."""
         ...
 
     def led_set(self, channel: str, intensity: float) -> None:
@@ -84,30 +85,8 @@ def empty_snapshot(name: str) -> dict:
 
     pwm:   {"<pin>": {"hz": float, "duty_cycle": float, "role": str}} for every started pin,
            including one started at duty 0 (the pwms/dc topic leaves those out).
-    leds:  {"A": float, ...}, or {} where the backend cannot drive LEDs.
+    leds:  {"A": float, ...}, or {} where the backend cannot drive LEDs (no HAT found yet).
     edge_counters: {"<pin>": int} for every input set up by count_edges.
     Keys are strings so the dict goes to JSON unchanged.
     """
     return {"backend": name, "pwm": {}, "leds": {}, "edge_counters": {}}
-
-
-# The HAT's ADC (ADS1115, or the RP2040 on HAT 1.1+) and LED DAC (DAC43608) sit on I2C, and
-# their protocols differ between HAT revisions. Nothing here can be tested without the board
-# (the only stand-ins allowed are RPi.GPIO and pigpiod), so the real backends refuse plainly
-# instead of shipping an untested driver that could return wrong optical densities.
-HAT_I2C_MISSING = (
-    "needs the Pioreactor HAT's I2C driver ({part} on /dev/i2c-1), which pioreactord does not "
-    "include yet; run with `hardware = simulated` to work without it"
-)
-
-
-def hat_adc_unsupported(backend: str, channel: int) -> HardwareError:
-    part = "ADS1115 at 0x48, or the HAT 1.1+ RP2040 at 0x2C"
-    return HardwareError(
-        f"{backend}: ADC read of channel {channel} " + HAT_I2C_MISSING.format(part=part)
-    )
-
-
-def hat_led_unsupported(backend: str, channel: str) -> HardwareError:
-    part = "DAC43608 at 0x49, or the HAT 1.1+ RP2040 at 0x2C"
-    return HardwareError(f"{backend}: LED {channel} " + HAT_I2C_MISSING.format(part=part))

@@ -47,21 +47,23 @@ def open_backend(
     seed: int | None,
     warn: Callable[[str], None],
     simulation: SimulationParams | None = None,
+    info: Callable[[str], None] = lambda message: None,
 ) -> HardwareBackend:
-    """Open the backend `choice` names. Raises HardwareError if an explicit choice cannot work."""
+    """Open the backend `choice` names. Raises HardwareError if an explicit choice cannot work.
+    `warn` and `info` hear what a real backend found on the HAT's I2C bus."""
     choice = choice.strip().lower()
     if choice == "simulated":
         return SimulatedBackend(pin_roles=pin_roles, seed=seed, params=simulation)
     if choice == "pigpio":
         from .pigpio_backend import PigpioBackend
 
-        return PigpioBackend(pin_roles=pin_roles)
+        return PigpioBackend(pin_roles=pin_roles, info=info, warn=warn)
     if choice == "rpi_gpio":
         from .rpi_gpio import RpiGpioBackend
 
-        return RpiGpioBackend(pin_roles=pin_roles)
+        return RpiGpioBackend(pin_roles=pin_roles, info=info, warn=warn)
     if choice == "auto":
-        return _auto(pin_roles, seed, warn, simulation)
+        return _auto(pin_roles, seed, warn, info, simulation)
     raise HardwareError(f"hardware = {choice!r} is not one of {', '.join(CHOICES)}")
 
 
@@ -69,6 +71,7 @@ def _auto(
     pin_roles: Mapping[int, str],
     seed: int | None,
     warn: Callable[[str], None],
+    info: Callable[[str], None],
     simulation: SimulationParams | None,
 ) -> HardwareBackend:
     from .pigpio_backend import PigpioBackend, pigpio_address, probe_pigpiod
@@ -77,7 +80,7 @@ def _auto(
     unreachable = probe_pigpiod(host, port)
     if unreachable is None:
         try:
-            return PigpioBackend(pin_roles=pin_roles, host=host, port=port)
+            return PigpioBackend(pin_roles=pin_roles, host=host, port=port, info=info, warn=warn)
         except HardwareError as exc:  # e.g. pigpiod answers but the client library is missing
             pigpio_reason = f"pigpiod answers at {host}:{port} but cannot be used: {exc}"
             warn(f"hardware = auto: {pigpio_reason}")
@@ -88,7 +91,7 @@ def _auto(
         from .rpi_gpio import RpiGpioBackend
 
         try:
-            return RpiGpioBackend(pin_roles=pin_roles)
+            return RpiGpioBackend(pin_roles=pin_roles, info=info, warn=warn)
         except HardwareError as exc:
             rpi_reason = f"this is a {model} but {exc}"
     else:

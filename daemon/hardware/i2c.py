@@ -166,8 +166,8 @@ class PigpioI2CBus:
                 handle = int(self._call("i2c_open", self._pi.i2c_open, self._bus, address,
                                         refused=I2CUnavailable))
             except I2CUnavailable as exc:
-                raise I2CUnavailable(f"{exc}: on the Pi that runs pigpiod, {ENABLE_I2C}; then "
-                                     "restart pigpiod") from exc
+                raise I2CUnavailable(f"{exc}; is I2C enabled on the Pi that runs pigpiod? "
+                                     f"{ENABLE_I2C[0].upper()}{ENABLE_I2C[1:]}") from exc
             self._handles[address] = handle
         return handle
 

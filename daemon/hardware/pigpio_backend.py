@@ -9,8 +9,10 @@ to its nearest supported value (reported as `actual_hz` in the snapshot).
 
 pigpiod keeps PWM running after its client dies, so on open every [PWM] pin is driven low.
 
-ADC and LEDs: not supported here; `read_adc` and `led_set` raise a HardwareError naming the
-missing I2C driver (see base.HAT_I2C_MISSING for why).
+ADC and LEDs: the HAT's chips on I2C bus 1 through pigpiod (`i2c.PigpioI2CBus`, drivers in
+`hat`), probed when the backend opens. Without I2C or a HAT the backend still opens (PWM works)
+with a warning, and `read_adc` / `led_set` raise a HardwareError that says what is missing. The
+I2C path is tested against a fake pigpiod with emulated chips only, not yet on a real HAT.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from .base import (
     check_pin,
     check_pwm,
     empty_snapshot,
-    hat_adc_unsupported,
-    hat_led_unsupported,
 )
+from .hat import HatLink
+from .i2c import PigpioI2CBus
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 8888
@@ -79,6 +81,10 @@ def unreachable_error(host: str, port: int, reason: str) -> HardwareError:
     )
 
 
+def _ignore(message: str) -> None:
+    pass
+
+
 def _whole_hz(hz: float) -> int:
     # pigpio takes whole hertz, and 0 would mean "off" to hardware_PWM
     return max(1, round(hz))
@@ -120,8 +126,10 @@ class PigpioBackend:
     name = "pigpio"
 
     def __init__(
-        self, *, pin_roles: Mapping[int, str], host: str | None = None, port: int | None = None
+        self, *, pin_roles: Mapping[int, str], host: str | None = None, port: int | None = None,
+        info: Callable[[str], None] = _ignore, warn: Callable[[str], None] = _ignore,
     ) -> None:
+        """`info`/`warn` hear what the probe of the HAT's I2C bus found."""
         env_host, env_port = pigpio_address()
         self.host, self.port = host or env_host, port or env_port
         self._lib = import_pigpio()
@@ -145,12 +153,18 @@ class PigpioBackend:
         try:
             for pin in self._roles:  # a daemon that died may have left a heater on
                 self._call("write", self._pi.write, pin, 0)
+            self._hat = HatLink(self.name, self._open_i2c, info=info, warn=warn)
         except HardwareError:
             self.close()  # no half-open backend keeps a connection and a thread
             raise
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run one pigpio call; its failures become HardwareErrors that name the operation."""
+    def _open_i2c(self) -> PigpioI2CBus:
+        return PigpioI2CBus(self._pi, self._lib, self._call, where=f"pigpiod {self.host}:{self.port}")
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any,
+              refused: type[HardwareError] = HardwareError) -> Any:
+        """Run one pigpio call; its failures become HardwareErrors that name the operation (of
+        type `refused` when pigpiod refuses the command)."""
         if self._closed:
             raise HardwareError("the pigpio backend is closed")
         if self._lost is not None:
@@ -161,7 +175,7 @@ class PigpioBackend:
         try:
             return fn(*args)
         except self._lib.error as exc:  # pigpiod refused the command
-            raise HardwareError(
+            raise refused(
                 f"pigpiod at {self.host}:{self.port}: {what}{tuple(args)} failed: {exc}"
             ) from exc
         # The connection broke; a short reply surfaces as a struct.error.
@@ -230,10 +244,10 @@ class PigpioBackend:
         return int(callback.tally())
 
     def read_adc(self, channel: int) -> float:
-        raise hat_adc_unsupported(self.name, check_adc_channel(channel))
+        return self._hat.read_volts(check_adc_channel(channel))
 
     def led_set(self, channel: str, intensity: float) -> None:
-        raise hat_led_unsupported(self.name, check_led(channel, intensity)[0])
+        self._hat.set_led(*check_led(channel, intensity))
 
     def snapshot(self) -> dict:
         snap = empty_snapshot(self.name)
@@ -248,6 +262,8 @@ class PigpioBackend:
             }
         for pin, callback in sorted(self._callbacks.items()):
             snap["edge_counters"][str(pin)] = int(callback.tally())
+        snap["leds"] = dict(self._hat.leds)
+        snap["hat"] = self._hat.describe()
         return snap
 
     def close(self) -> None:
@@ -265,6 +281,9 @@ class PigpioBackend:
                     callback.cancel()
                 except (self._lib.error, OSError, struct.error):
                     pass
+        hat = self.__dict__.get("_hat")  # absent if opening failed before the probe
+        if hat is not None and self._lost is None:
+            hat.close()
         self._closed = True
         try:
             self._pi.stop()

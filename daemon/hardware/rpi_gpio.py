@@ -1,13 +1,15 @@
 """RPi.GPIO backend: software PWM threads and edge-detect callbacks (rpi-lgpio on a Pi 5).
 
-ADC and LEDs: not supported here; `read_adc` and `led_set` raise a HardwareError naming the
-missing I2C driver (see base.HAT_I2C_MISSING for why).
+ADC and LEDs: the HAT's chips on the kernel's I2C bus, /dev/i2c-1 (`i2c.LinuxI2CBus`, drivers in
+`hat`), probed when the backend opens. Without I2C enabled, or without a HAT, the backend still
+opens (PWM works) with a warning, and `read_adc` / `led_set` raise a HardwareError that says what
+is missing. The I2C path is tested against emulated chips only, not yet on a real HAT.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -18,9 +20,13 @@ from .base import (
     check_pin,
     check_pwm,
     empty_snapshot,
-    hat_adc_unsupported,
-    hat_led_unsupported,
 )
+from .hat import HatLink
+from .i2c import I2CBus, LinuxI2CBus
+
+
+def _ignore(message: str) -> None:
+    pass
 
 
 def import_rpi_gpio() -> ModuleType:
@@ -47,7 +53,11 @@ class _EdgeCounter:
 class RpiGpioBackend:
     name = "rpi_gpio"
 
-    def __init__(self, *, pin_roles: Mapping[int, str], gpio: ModuleType | None = None) -> None:
+    def __init__(self, *, pin_roles: Mapping[int, str], gpio: ModuleType | None = None,
+                 i2c: Callable[[], I2CBus] = LinuxI2CBus,
+                 info: Callable[[str], None] = _ignore,
+                 warn: Callable[[str], None] = _ignore) -> None:
+        """`i2c` opens the HAT's bus (default /dev/i2c-1); `info`/`warn` hear what was found."""
         self._gpio: Any = gpio or import_rpi_gpio()
         self._roles = dict(pin_roles)
         self._pwm: dict[int, tuple[Any, float, float]] = {}  # pin -> (GPIO.PWM, hz, duty)
@@ -58,6 +68,7 @@ class RpiGpioBackend:
         # A daemon that died may have left an output high (a heater, a pump): start from low.
         for pin in self._roles:
             self._drive_low(pin)
+        self._hat = HatLink(self.name, i2c, info=info, warn=warn)
 
     def _drive_low(self, pin: int) -> None:
         # Kept an output driven low rather than released to an input: a floating MOSFET gate
@@ -108,10 +119,14 @@ class RpiGpioBackend:
         return counter.count
 
     def read_adc(self, channel: int) -> float:
-        raise hat_adc_unsupported(self.name, check_adc_channel(channel))
+        check_adc_channel(channel)
+        self._check_open()
+        return self._hat.read_volts(channel)
 
     def led_set(self, channel: str, intensity: float) -> None:
-        raise hat_led_unsupported(self.name, check_led(channel, intensity)[0])
+        channel, intensity = check_led(channel, intensity)
+        self._check_open()
+        self._hat.set_led(channel, intensity)
 
     def snapshot(self) -> dict:
         snap = empty_snapshot(self.name)
@@ -119,6 +134,8 @@ class RpiGpioBackend:
             snap["pwm"][str(pin)] = {"hz": hz, "duty_cycle": duty, "role": self._roles.get(pin, "")}
         for pin, counter in sorted(self._edges.items()):
             snap["edge_counters"][str(pin)] = counter.count
+        snap["leds"] = dict(self._hat.leds)
+        snap["hat"] = self._hat.describe()
         return snap
 
     def close(self) -> None:
@@ -130,6 +147,7 @@ class RpiGpioBackend:
             self._gpio.remove_event_detect(pin)
         if self._edges:
             self._gpio.cleanup(list(self._edges))
+        self._hat.close()
         # Outputs are deliberately not cleaned up (that would float them): they stay driven low.
         self._closed = True
 

@@ -9,9 +9,16 @@ tick:u32 level:u32` (level = bits of GPIO 0-31) for GPIOs selected with `NB` on 
 connection; `NC` on either connection ends it.
 
 Implemented: MODES MODEG PUD READ WRITE PWM PRS PFS BR1 TICK HWVER NB NP NC PRG PFG PRRG PIGPV
-GDC HP NOIB. Anything else answers PI_UNKNOWN_COMMAND. `pulse(gpio, n)` sends n rising+falling
-edges to every notification stream watching gpio. State is in `gpios`; every command is logged
-in `log` as (name, p1, p2, extension-bytes).
+GDC HP NOIB I2CO I2CC I2CRD I2CWD. Anything else answers PI_UNKNOWN_COMMAND. `pulse(gpio, n)`
+sends n rising+falling edges to every notification stream watching gpio. State is in `gpios`;
+every command is logged in `log` as (name, p1, p2, extension-bytes).
+
+I2C: bus 1 holds `i2c_devices` ({address: device}, the register-level chips of
+tests/support/i2c_devices.py). I2CO p1=bus p2=address, extension = flags (u32) -> a handle;
+I2CWD p1=handle, extension = the bytes; I2CRD p1=handle p2=count -> count, and the bytes follow
+the reply; I2CC p1=handle. A device that is not there fails like a NACK (PI_I2C_WRITE_FAILED /
+PI_I2C_READ_FAILED); with `i2c_enabled = False` I2CO fails as when pigpiod cannot open
+/dev/i2c-1 (PI_I2C_OPEN_FAILED).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 NAMES = {
     0: "MODES",
@@ -44,11 +52,17 @@ NAMES = {
     83: "GDC",
     86: "HP",
     99: "NOIB",
+    54: "I2CO",
+    55: "I2CC",
+    56: "I2CRD",
+    57: "I2CWD",
 }
 # pigpio error codes used here
 PI_BAD_GPIO, PI_BAD_MODE, PI_BAD_LEVEL, PI_BAD_PUD = -3, -4, -5, -6
 PI_BAD_DUTYCYCLE, PI_BAD_DUTYRANGE, PI_BAD_HANDLE = -8, -21, -24
 PI_NOT_PWM_GPIO, PI_NOT_HPWM_GPIO, PI_BAD_HPWM_DUTY = -92, -95, -97
+PI_I2C_OPEN_FAILED, PI_BAD_I2C_BUS, PI_BAD_I2C_ADDR = -71, -74, -75
+PI_I2C_WRITE_FAILED, PI_I2C_READ_FAILED = -82, -83
 PI_UNKNOWN_COMMAND = -123
 # DMA PWM frequencies available at pigpiod's default 5 us sample rate
 PWM_FREQUENCIES = (
@@ -96,6 +110,11 @@ class FakePigpiod:
         self.lock = threading.Lock()
         self.notify: dict[int, dict] = {}  # handle -> {"sock", "bits", "seq"}
         self._next_handle = 0
+        self.i2c_devices: dict[int, Any] = {}
+        self.i2c_enabled = True
+        self.i2c_handles: dict[int, int] = {}  # handle -> address
+        self._next_i2c_handle = 0
+        self._reply_data = b""  # bytes that follow the current reply (I2CRD)
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._conns: list[socket.socket] = []
@@ -163,7 +182,8 @@ class FakePigpiod:
                         return
                     self.log.append((NAMES.get(cmd, str(cmd)), p1, p2, ext))
                     result = self._run_locked(conn, cmd, p1, p2, ext)
-                    conn.sendall(struct.pack("<IIIi", cmd, p1, p2, result))
+                    data, self._reply_data = self._reply_data, b""
+                    conn.sendall(struct.pack("<IIIi", cmd, p1, p2, result) + data)
                     if cmd == 99 and result >= 0:  # reports may only follow NOIB's reply
                         self.notify[result] = {"sock": conn, "bits": 0, "seq": 0}
         except OSError:
@@ -175,6 +195,8 @@ class FakePigpiod:
         name = NAMES.get(cmd)
         if name is None:
             return PI_UNKNOWN_COMMAND
+        if name.startswith("I2C"):
+            return self._i2c_locked(name, p1, p2, ext)
         if name in ("BR1", "TICK", "HWVER", "PIGPV", "NOIB"):
             return self._global_locked(name)
         if name in ("NB", "NP", "NC"):
@@ -248,6 +270,33 @@ class FakePigpiod:
         if frequency:
             g.mode = 4 if n in (12, 13) else 2  # ALT0 on 12/13, ALT5 on 18/19
         return 0
+
+    def _i2c_locked(self, name: str, p1: int, p2: int, ext: bytes) -> int:
+        if name == "I2CO":
+            if p1 != 1:
+                return PI_BAD_I2C_BUS
+            if p2 > 0x7F:
+                return PI_BAD_I2C_ADDR
+            if not self.i2c_enabled:
+                return PI_I2C_OPEN_FAILED
+            self._next_i2c_handle += 1
+            self.i2c_handles[self._next_i2c_handle - 1] = p2
+            return self._next_i2c_handle - 1
+        if p1 not in self.i2c_handles:
+            return PI_BAD_HANDLE
+        if name == "I2CC":
+            del self.i2c_handles[p1]
+            return 0
+        device = self.i2c_devices.get(self.i2c_handles[p1])
+        if name == "I2CWD":
+            if device is None:
+                return PI_I2C_WRITE_FAILED
+            device.write(ext)
+            return 0
+        if device is None:  # I2CRD
+            return PI_I2C_READ_FAILED
+        self._reply_data = bytes(device.read(p2))
+        return len(self._reply_data)
 
     def _report_locked(self, changed_bits: int) -> None:
         level = sum(g.level << n for n, g in self.gpios.items() if n < 32)

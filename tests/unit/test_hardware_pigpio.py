@@ -13,6 +13,7 @@ import pytest
 
 from pioreactord.hardware import HardwareError, choose, open_backend
 from pioreactord.hardware.pigpio_backend import PigpioBackend
+from tests.support.i2c_devices import Ads1115, Dac43608, Rp2040Firmware
 from tests.support.waiting import wait_for
 
 pytest.importorskip("pigpio")
@@ -42,7 +43,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def pigpiod(monkeypatch: pytest.MonkeyPatch):
+    """A fake pigpiod with a HAT 1.0 on I2C bus 1: ADS1115 at 0x48, DAC43608 at 0x49."""
     with fake_pigpiod.FakePigpiod() as fake:
+        fake.i2c_devices.update({0x48: Ads1115(volts=(0.3, 1.5, 0.0, 0.0)), 0x49: Dac43608()})
         monkeypatch.setenv("PIGPIO_ADDR", "127.0.0.1")
         monkeypatch.setenv("PIGPIO_PORT", str(fake.port))
         yield fake
@@ -140,11 +143,64 @@ def test_edges_come_back_through_pigpio_notifications(pigpiod, backend) -> None:
     assert backend.snapshot()["edge_counters"] == {"25": 40}
 
 
-def test_adc_and_leds_say_what_is_missing(backend) -> None:
-    with pytest.raises(HardwareError, match="pigpio: ADC read of channel 1 needs"):
+def test_read_adc_and_led_set_go_through_pigpiods_i2c(pigpiod, backend) -> None:
+    ads, dac = pigpiod.i2c_devices[0x48], pigpiod.i2c_devices[0x49]
+    assert backend.read_adc(0) == pytest.approx(1.5, abs=1e-4)  # photodiode 1: AIN1 on HAT 1.0
+    assert backend.read_adc(1) == pytest.approx(0.3, abs=1e-4)
+    assert [c[:2] for c in pigpiod.commands("I2CO")] == [("I2CO", 1), ("I2CO", 1)]
+    assert sorted(pigpiod.i2c_handles.values()) == [0x48, 0x49]  # one handle per chip, kept
+    assert [(ain, pga) for ain, pga, _ in ads.conversions] == [(1, 1), (1, 2), (0, 1), (0, 4)]
+    backend.led_set("D", 12.5)
+    assert dac.level("D") == pytest.approx(32 / 255)
+    assert pigpiod.commands("I2CWD")[-1][3] == bytes([0x01, 0x00, 0xF7])  # only D powered up
+    snap = backend.snapshot()
+    assert snap["leds"] == {"A": 0.0, "B": 0.0, "C": 0.0, "D": 12.5}
+    assert snap["hat"].startswith(f"HAT 1.0 on pigpiod 127.0.0.1:{pigpiod.port} bus 1")
+
+
+def test_an_rp2040_hat_is_found_and_used_through_pigpiod(pigpiod) -> None:
+    chip = Rp2040Firmware(version=(0, 5))
+    chip.set_volts(2, 0.42)  # photodiode 1 is the RP2040's ADC2
+    pigpiod.i2c_devices.clear()
+    pigpiod.i2c_devices[0x2C] = chip
+    notes: list[str] = []
+    backend = PigpioBackend(pin_roles=ROLES, info=notes.append, warn=pytest.fail)
+    assert notes == [f"pigpio: HAT 1.1+ on pigpiod 127.0.0.1:{pigpiod.port} bus 1: RP2040 "
+                     "firmware 0.5 at 0x2C (ADC and LEDs)"]
+    assert backend.read_adc(0) == pytest.approx(0.42, abs=1e-4)
+    backend.led_set("B", 100)
+    assert chip.duty == [0, 255, 0, 0]
+    backend.close()
+    assert chip.duty == [0, 0, 0, 0]  # close switches the LEDs off
+    assert pigpiod.i2c_handles == {}  # and gives pigpiod its handles back
+
+
+def test_no_hat_on_the_bus_warns_and_adc_says_so(pigpiod) -> None:
+    pigpiod.i2c_devices.clear()
+    warnings: list[str] = []
+    backend = PigpioBackend(pin_roles=ROLES, warn=warnings.append)
+    assert len(warnings) == 1 and "no Pioreactor HAT answers on pigpiod" in warnings[0]
+    with pytest.raises(HardwareError, match="pigpio: ADC read of channel 1: no Pioreactor HAT "
+                                            "answers.*0x2C and 0x30"):
         backend.read_adc(1)
-    with pytest.raises(HardwareError, match="LED D needs"):
+    with pytest.raises(HardwareError, match="LED D: no Pioreactor HAT"):
         backend.led_set("D", 0)
+    backend.pwm_set(17, 200, 20)  # PWM works without the HAT
+    backend.close()
+
+
+def test_i2c_disabled_on_the_pi_is_a_clear_error(pigpiod) -> None:
+    pigpiod.i2c_enabled = False
+    warnings: list[str] = []
+    backend = PigpioBackend(pin_roles=ROLES, warn=warnings.append)
+    with pytest.raises(HardwareError) as caught:
+        backend.read_adc(0)
+    message = str(caught.value)
+    assert message.startswith("pigpio: ADC read of channel 0: pigpiod at 127.0.0.1:")
+    assert "i2c_open(1, 72) failed" in message and "raspi-config" in message
+    assert "is I2C enabled on the Pi that runs pigpiod?" in message
+    assert warnings[0].endswith(message.split(": ", 2)[2])
+    backend.close()
 
 
 def test_close_stops_pwm_and_the_notification_stream(pigpiod) -> None:
@@ -179,8 +235,10 @@ def test_a_refused_command_is_a_hardware_error_naming_it(pigpiod, backend) -> No
 
 
 def test_auto_picks_pigpio_when_pigpiod_answers(pigpiod) -> None:
-    backend = open_backend("auto", pin_roles=ROLES, seed=None, warn=pytest.fail)
+    notes: list[str] = []
+    backend = open_backend("auto", pin_roles=ROLES, seed=None, warn=pytest.fail, info=notes.append)
     assert backend.name == "pigpio"
+    assert len(notes) == 1 and "ADS1115 ADC at 0x48, DAC43608 LED driver at 0x49" in notes[0]
     assert backend.snapshot()["pigpiod"] == f"127.0.0.1:{pigpiod.port}"
     backend.close()
 
