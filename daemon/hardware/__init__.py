@@ -1,6 +1,7 @@
 """Hardware backends: the one owner of every pin, ADC and LED, living inside the daemon.
 
 `open_backend(config.hardware, ...)` picks one (see `choose`); all implement `HardwareBackend`.
+The real backends reach the HAT's ADC and LED driver over I2C (`i2c`, `hat`).
 Importing this package imports nothing else: the names below load on first use (PEP 562), so
 the job side can import `pioreactord.hardware.pins` cheaply, and RPi.GPIO and pigpio load only
 when their backend is chosen.

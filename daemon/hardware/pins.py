@@ -19,6 +19,8 @@ TACHOMETER_PULSES_PER_REV = 2
 # "1" is the 90-degree sensor that sees the culture, "2" the reference photodiode that
 # sees only the IR LED (used to cancel LED drift).
 PD_CHANNEL_TO_ADC: dict[str, int] = {"1": 0, "2": 1}
+# pioreactord's ADC channels: 0 photodiode "1", 1 photodiode "2", 2 the HAT's version divider,
+# 3 aux. Which chip input each is differs between HAT revisions; `hat` maps them.
 ADC_CHANNELS = (0, 1, 2, 3)
 
 # LED channels driven by the HAT's DAC.
