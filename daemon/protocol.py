@@ -47,6 +47,10 @@ UNIT_ENV = "PIOREACTOR_UNIT"
 EXPERIMENT_ENV = "PIOREACTOR_EXPERIMENT"
 SOURCE_ENV = "PIOREACTORD_JOB_SOURCE"
 
+# Built-in short actions: they run, act and exit within milliseconds, so two may overlap (two
+# `pioctl start led_intensity` from two scripts). They are not subject to one-per-name.
+SHORT_ACTIONS = frozenset({"led_intensity"})
+
 # Exit statuses shared by the daemon and the job runner.
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -60,6 +60,7 @@ class Job:
     started_mono: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)
     is_long_running: bool = True
+    unique: bool = True  # False for a short action: several may run at once
     row_written: bool = False  # its pio_job_metadata row exists (written at registration)
 
     @property
@@ -70,12 +71,16 @@ class Job:
 class Registry:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
+        self.actions: dict[int, Job] = {}  # short actions in flight, by job id (not unique)
         self.pins: dict[int, PinLock] = {}
         self._by_identity: dict[bytes, Job] = {}
 
     # --- jobs ----------------------------------------------------------------------------------
     def reserve(self, job: Job) -> None:
         """Claim the job's name before any of its code runs; refuse a second instance."""
+        if not job.unique:
+            self.actions[job.job_id] = job
+            return
         running = self.jobs.get(job.name)
         if running is not None:
             raise AlreadyRunning(job.name, running.pid)
@@ -102,15 +107,19 @@ class Registry:
         return self._by_identity.get(identity)
 
     def by_token(self, token: str) -> Job | None:
-        return next((j for j in self.jobs.values() if j.token == token), None)
+        return next((j for j in self._all() if j.token == token), None)
 
     def by_pidfd(self, fd: int) -> Job | None:
-        return next((j for j in self.jobs.values() if j.pidfd == fd), None)
+        return next((j for j in self._all() if j.pidfd == fd), None)
+
+    def _all(self) -> list[Job]:
+        return [*self.jobs.values(), *self.actions.values()]
 
     def forget(self, job: Job) -> list[PinLock]:
         """Remove a job that ended; returns the pins it held (now free)."""
         if self.jobs.get(job.name) is job:
             del self.jobs[job.name]
+        self.actions.pop(job.job_id, None)
         if job.identity is not None:
             self._by_identity.pop(job.identity, None)
         return [self.pins.pop(lock.pin) for lock in self.locks_of(job)]

@@ -30,6 +30,7 @@ from .protocol import (
     EXPERIMENT_ENV,
     JOB_SOCKET_ENV,
     JOB_TOKEN_ENV,
+    SHORT_ACTIONS,
     UNIT_ENV,
     new_id,
     to_wire,
@@ -69,7 +70,8 @@ class Supervisor:
               on_ready: Reply | None = None) -> Job:
         """Reserve and spawn. Raises AlreadyRunning before anything is spawned."""
         job = Job(name=job_name, job_id=self._allocate_job_id(), token=new_id(),
-                  experiment=experiment or self._experiment(), source="app")
+                  experiment=experiment or self._experiment(), source="app",
+                  unique=job_name not in SHORT_ACTIONS)
         self.registry.reserve(job)
         if on_ready:
             self._ready_waiters.setdefault(job.job_id, []).append(on_ready)

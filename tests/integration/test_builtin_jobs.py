@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -230,6 +231,16 @@ def test_led_intensity_is_a_short_action(daemon, watcher):
     again = daemon.pioctl("start", "led_intensity", "--A", "20")  # not held by the first one
     assert "finished" in again.stdout
     watcher.wait(leds, predicate=lambda m: payload(m)["A"] == 20.0)
+
+
+def test_led_intensity_actions_may_overlap(daemon, watcher):
+    """Not subject to uniqueness: four scripts setting one channel each, all at once, all succeed."""
+    leds = f"pioreactor/{daemon.unit}/exp1/leds/intensity"
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda c: daemon.pioctl("start", "led_intensity", f"--{c}",
+                                                        str(ord(c) - 64), check=False), "ABCD"))
+    assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stdout + r.stderr for r in results]
+    watcher.wait(leds, predicate=lambda m: payload(m) == {"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0})
 
 
 def test_led_intensity_refuses_bad_values(daemon):
