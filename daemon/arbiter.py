@@ -259,7 +259,7 @@ class Daemon:
                 self.registry.forget(job)
             self.sink.write(END_JOB, (utc_timestamp(), None, "lost", row["job_id"]))
             self.publish(self.supervisor.topic(job, "$state"), b"lost", qos=2, retain=True)
-            self.gpio.release(job, [])
+            self.gpio.release(job, [], crashed=True)
 
     # --- MQTT ----------------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:

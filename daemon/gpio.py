@@ -3,7 +3,10 @@
 Jobs never touch GPIO themselves: `PWM.start()` in a job is an `hw` request handled here. That is
 what lets the daemon switch off every pin of a job that died, by any path (`release`). A pin
 locked by another job cannot be driven or locked; an unlocked pin may be driven (Pioreactor
-allows it), and is still switched off when its driver ends.
+allows it), and is still switched off when its driver ends. LEDs set by a long-running job that
+then crashes are switched off too: its own clean-up (`on_disconnected`, where the seeds turn their
+LED off) never ran. After a clean stop the job's clean-up is trusted, and a short action's LEDs
+(`pioctl start led_intensity`) are meant to stay.
 
 Ops (request args -> result):
   lock {pin}            -> {pin, job_name, pid, since}      PinBusy names the holder
@@ -39,6 +42,7 @@ class GpioService:
         self._duty: dict[int, float] = {}  # pin -> duty cycle, for pins that are on
         self._driver: dict[int, str] = {}  # pin -> name of the job that last drove it
         self._leds: dict[str, float] = {c: 0.0 for c in LED_CHANNELS}
+        self._led_setter: dict[str, int] = {}  # channel -> job id of the long-running job that set it
         self._ops: dict[str, Callable[[Any, dict[str, Any]], dict[str, Any]]] = {
             "lock": self._lock, "unlock": self._unlock, "pwm": self._pwm, "pwm_off": self._pwm_off,
             "led": self._led, "adc": self._adc, "edges": self._edges,
@@ -92,6 +96,10 @@ class GpioService:
         for channel, value in wanted.items():
             self.backend.led_set(channel, value)
             self._leds[channel] = value
+            if job is not None and job.is_long_running and value > 0:
+                self._led_setter[channel] = job.job_id
+            else:
+                self._led_setter.pop(channel, None)
         self._publish_leds()
         return dict(self._leds)
 
@@ -102,14 +110,30 @@ class GpioService:
         return {"count": int(self.backend.count_edges(int(args["pin"])))}
 
     # --- what dies with a job ------------------------------------------------------------------
-    def release(self, job: Job, freed_pins: list[int]) -> None:
-        """Drive to 0 every pin the job locked or drove. Called once, when the job has ended."""
+    def release(self, job: Job, freed_pins: list[int], *, crashed: bool) -> None:
+        """Drive to 0 every pin the job locked or drove, and if it crashed, the LEDs it left on.
+        Called once, when the job has ended."""
         pins = set(freed_pins) | {pin for pin, name in self._driver.items() if name == job.name}
         for pin in sorted(pins):
             self._switch_off(pin)
             log.info("pin switched off after its job ended", pin=pin, job=job.name)
         if pins:
             self._publish_pwms()
+        leds = sorted(c for c, job_id in self._led_setter.items() if job_id == job.job_id)
+        for channel in leds:
+            del self._led_setter[channel]
+        if crashed and leds:
+            self._leds_off(leds, job)
+
+    def _leds_off(self, channels: list[str], job: Job) -> None:
+        for channel in channels:
+            try:
+                self.backend.led_set(channel, 0.0)
+                self._leds[channel] = 0.0
+                log.info("LED switched off after its job crashed", channel=channel, job=job.name)
+            except Exception as exc:  # noqa: BLE001 - keep switching the others off
+                log.error("could not switch LED off", channel=channel, job=job.name, error=repr(exc))
+        self._publish_leds()
 
     def adopt(self, job: Job, pins: list[int]) -> None:
         """A job re-registering after a daemon restart takes its locks back."""

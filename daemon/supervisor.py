@@ -50,7 +50,7 @@ class Supervisor:
     def __init__(self, *, config: Config, loop: Loop, registry: Registry, sink: Sink, hub: LogHub,
                  spawner: Spawner, publish: Callable[..., Any], send_job: Callable[..., None],
                  subscribe: Callable[[str], None], unsubscribe: Callable[[str], None],
-                 experiment: Callable[[], str], release_pins: Callable[[Job, list[int]], None],
+                 experiment: Callable[[], str], release_pins: Callable[..., None],
                  on_jobs_changed: Callable[[], None] = lambda: None):
         self.config, self.loop, self.registry, self.sink, self.hub = config, loop, registry, sink, hub
         self._spawner = spawner
@@ -291,7 +291,7 @@ class Supervisor:
         for name, meta in job.settings.items():
             if not meta.get("persist") and name != "state":
                 self._publish(self.topic(job, name), b"", qos=2, retain=True)
-        self._release_pins(job, [lock.pin for lock in freed])
+        self._release_pins(job, [lock.pin for lock in freed], crashed=not clean)
         self._on_jobs_changed()
         for pattern in job.subscriptions:
             self._unsubscribe(pattern)

@@ -138,6 +138,20 @@ def test_od_reading_publishes_ods_and_od1_with_the_ir_led_on(daemon, watcher):
     watcher.wait(leds, since=stopping, predicate=lambda m: payload(m)["A"] == 0.0)
 
 
+def test_od_reading_sigkilled_leaves_no_ir_led_on_but_an_action_s_leds_stay(daemon, watcher):
+    """A crash skips the job's own clean-up, so the daemon switches off the LEDs it left on;
+    LED B, set by a short action, is nobody's to switch off."""
+    leds = f"pioreactor/{daemon.unit}/exp1/leds/intensity"
+    daemon.pioctl("start", "led_intensity", "--B", "30")
+    daemon.pioctl("start", "od_reading", "--interval", "0.2")
+    watcher.wait(leds, predicate=lambda m: payload(m)["A"] == 100.0)
+    killed = time.monotonic()
+    os.kill(daemon.status()["od_reading"]["pid"], signal.SIGKILL)
+    watcher.wait(topic(daemon, "od_reading", "$state"), "lost")
+    assert payload(watcher.wait(leds, since=killed, predicate=lambda m: payload(m)["A"] == 0.0)) == \
+        {"A": 0.0, "B": 30.0, "C": 0.0, "D": 0.0}
+
+
 def test_od_reading_interval_is_kept_and_settable(daemon, watcher):
     ods = topic(daemon, "od_reading", "ods")
     started = time.monotonic()
