@@ -82,7 +82,7 @@ class Supervisor:
             raise
         self.watch_process(job, child.pid, child)
         self._on_jobs_changed()
-        log.debug("spawned", job=job_name, pid=child.pid, args=" ".join(args))
+        log.debug("spawned", job=job_name, pid=child.pid, via=child.via, args=" ".join(args))
         return job
 
     def job_env_base(self) -> dict[str, str]:
@@ -120,6 +120,9 @@ class Supervisor:
         """A job says who it is. Returns the reply (refusals included)."""
         name, pid = str(msg["job_name"]), int(msg["pid"])
         job = self.registry.by_token(msg["token"]) if msg.get("token") else None
+        if job is not None and job.pid not in (None, pid):
+            # Its token, another process: a fork the fork server reported too late to be used.
+            return refusal(AlreadyRunning(job.name, job.pid))
         if job is None:
             job = self.registry.jobs.get(name)
             if job is not None and job.pid == pid:  # the same process again (daemon restarted)
