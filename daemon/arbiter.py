@@ -213,7 +213,7 @@ class Daemon:
         self.loop.call_later(0, tick)
 
     def _reap_orphans(self) -> None:
-        keep = {job.pid for job in self.registry.jobs.values() if job.pid}
+        keep = set(self.supervisor.child_pids)  # their pidfd handlers collect them
         if self.spawner.helper_pid:
             keep.add(self.spawner.helper_pid)
         for pid in reap_orphans(keep):

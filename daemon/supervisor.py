@@ -63,6 +63,7 @@ class Supervisor:
         self._ready_waiters: dict[int, list[Reply]] = {}
         self._gone_waiters: dict[int, list[Reply]] = {}
         self._held_output: dict[tuple[int, bool], list[str]] = {}
+        self.child_pids: set[int] = set()  # spawned and not collected yet (see reap_orphans)
 
     # --- starting ------------------------------------------------------------------------------
     def start(self, job_name: str, args: list[str], *, experiment: str | None = None,
@@ -102,6 +103,8 @@ class Supervisor:
         """Watch a process's end (and its output, if we hold its pipes)."""
         job.pid, job.child = pid, child
         job.pidfd = child.pidfd if child else watch_pid(pid)
+        if child and child.is_child:
+            self.child_pids.add(pid)
         if job.pidfd is None:
             return False
         self.loop.watch(job.pidfd, lambda: self._ended(job))
@@ -258,6 +261,7 @@ class Supervisor:
 
     def _ended(self, job: Job) -> None:
         exit_info = collect_exit(job.pid or 0, bool(job.child and job.child.is_child))
+        self.child_pids.discard(job.pid or 0)
         self._drain_output(job)
         self.loop.unwatch(job.pidfd)
         os.close(job.pidfd)  # type: ignore[arg-type]
