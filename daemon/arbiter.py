@@ -7,6 +7,7 @@ Signals (handlers only enqueue; the loop acts):
                      `disconnected` on its own $state, exits 0           (or `lost` if killed)
     SIGHUP           re-reads the config file and logs what changed     untouched
     SIGCHLD          not used: a pidfd per job says when it ends        -
+                     (orphans adopted as a subreaper: reaped each tick)
 
 One loop iteration: wake pipe (signals, paho events, posted work) -> job channel -> control
 channel -> pidfds and job output -> timers (stop escalation, watchdog).
@@ -28,10 +29,11 @@ import zmq
 
 from . import remote
 from .bridge import Bridge, ConnectionChange, Incoming, Will
-from .children import ExitInfo, SubprocessSpawner
+from .children import ExitInfo, Spawner, SubprocessSpawner, reap_orphans
 from .commands import CommandError, Control
 from .config import Config
 from .experiment import ExperimentStore
+from .forkserver import ForkServerSpawner
 from .gpio import GpioService
 from .jobchannel import JobChannel
 from .logs import LogHub, LogRecord, configure_structlog
@@ -84,9 +86,11 @@ class Daemon:
         self.zmq = zmq.Context()
         self.jobs_socket = self._bind(config.job_socket)
         self.control_socket = self._bind(config.control_socket)
+        self.spawner: Spawner = (ForkServerSpawner(self.loop) if config.spawner == "forkserver"
+                                 else SubprocessSpawner())
         self.supervisor = Supervisor(
             config=config, loop=self.loop, registry=self.registry, sink=self.sink, hub=self.hub,
-            spawner=SubprocessSpawner(), publish=self.publish, send_job=self._send_job,
+            spawner=self.spawner, publish=self.publish, send_job=self._send_job,
             subscribe=lambda p: self.bridge.subscribe(p, resend_retained=True),
             unsubscribe=self.bridge.unsubscribe, experiment=self.experiment,
             release_pins=self.gpio.release,
@@ -147,6 +151,7 @@ class Daemon:
         for pattern in remote.subscriptions(self.config.unit):
             self.bridge.subscribe(pattern)
         self.bridge.start()
+        self.spawner.start(self.supervisor.job_env_base())
         self._adopt_previous_jobs()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
@@ -206,9 +211,17 @@ class Daemon:
                 time.sleep(3600)  # test hook: a hung loop, so systemd's watchdog must act
             self.notifier.watchdog()
             self.notifier.status(self._status_text())
+            self._reap_orphans()
             self.loop.call_later(interval, tick)
 
         self.loop.call_later(0, tick)
+
+    def _reap_orphans(self) -> None:
+        keep = set(self.supervisor.child_pids)  # their pidfd handlers collect them
+        if self.spawner.helper_pid:
+            keep.add(self.spawner.helper_pid)
+        for pid in reap_orphans(keep):
+            log.debug("reaped an orphaned process", pid=pid)
 
     def _status_text(self) -> str:
         names = sorted(self.registry.jobs)
@@ -283,6 +296,7 @@ class Daemon:
     def _shutdown(self) -> int:
         for job in list(self.registry.jobs.values()):  # survivors of SIGKILL: account for them
             self.supervisor.finish(job, ExitInfo(None), clean=False)
+        self.spawner.stop()
         log.info("pioreactord stopped")
         info = self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
         _wait_published(info, 3.0)

@@ -1,10 +1,12 @@
 """Job processes at the OS level: spawning, watching for their end, decoding how they ended.
 
-`Spawner` is the one replaceable piece of the start path: `SubprocessSpawner` execs a fresh
-interpreter running `python -m pioreactor.runner JOB ARGS...`; a fork server that hands out
-pre-imported children implements the same `spawn`. Whatever spawned a process, the daemon watches
-it through a pidfd (it becomes readable the moment the process ends, child or not), so jobs
-started by hand and jobs adopted after a daemon restart are watched exactly like children.
+`Spawner` is the one replaceable piece of the start path (`[pioreactord] spawner`):
+`SubprocessSpawner` (`exec`) runs a fresh interpreter, `python -m pioreactor.runner JOB ARGS...`;
+`ForkServerSpawner` (`forkserver`, in forkserver.py) forks the job from a pre-imported process and
+uses `exec` whenever that process cannot answer. Either way the job is the daemon's child.
+Whatever spawned a process, the daemon watches it through a pidfd (it becomes readable the moment
+the process ends, child or not), so jobs started by hand and jobs adopted after a daemon restart
+are watched exactly like children.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import signal
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 STDERR_TAIL_LINES = 20
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -36,10 +40,21 @@ class Child:
     stdout_fd: int | None
     stderr_fd: int | None
     is_child: bool  # True when os.waitpid can collect its exit status
+    via: str = "exec"  # which spawner started it (for the log)
 
 
 class Spawner(Protocol):
+    def start(self, env: dict[str, str]) -> None:
+        """At daemon start: anything the spawner runs beside the jobs (`env`: job code's)."""
+
     def spawn(self, request: SpawnRequest) -> Child: ...
+
+    def stop(self) -> None:
+        """At daemon exit."""
+
+    @property
+    def helper_pid(self) -> int | None:
+        """A process of the spawner's own among the daemon's children (not a job), if any."""
 
 
 class SubprocessSpawner:
@@ -47,28 +62,82 @@ class SubprocessSpawner:
 
     def __init__(self, python: str = sys.executable) -> None:
         self._python = python
+        self.helper_pid: int | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
     def spawn(self, request: SpawnRequest) -> Child:
-        process = subprocess.Popen(
-            [self._python, "-m", "pioreactor.runner", request.job_name, *request.args],
-            env=request.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            # Own session: a Ctrl-C in the daemon's terminal reaches the daemon only, which then
-            # stops its jobs in order.
-            start_new_session=True,
-            close_fds=True,
-        )
-        assert process.stdout is not None and process.stderr is not None
-        stdout_fd, stderr_fd = os.dup(process.stdout.fileno()), os.dup(process.stderr.fileno())
-        process.stdout.close()
-        process.stderr.close()
-        for fd in (stdout_fd, stderr_fd):
-            os.set_blocking(fd, False)
-        # The Popen object is dropped: the pidfd and waitpid below are the only watchers.
-        process.returncode = 0  # keep Popen.__del__ from reaping our child behind our back
-        return Child(process.pid, os.pidfd_open(process.pid), stdout_fd, stderr_fd, True)
+        return start_process([self._python, "-m", "pioreactor.runner", request.job_name,
+                              *request.args], request.env)
+
+
+def start_process(argv: Sequence[str], env: dict[str, str], *, merge_stderr: bool = False,
+                  pass_fds: Sequence[int] = ()) -> Child:
+    """Exec `argv` as our child in its own session, stdin from /dev/null, its stdout/stderr on
+    non-blocking pipes (one pipe for both with `merge_stderr`)."""
+    process = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        # Own session: a Ctrl-C in the daemon's terminal reaches the daemon only, which then
+        # stops its jobs in order.
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=pass_fds,
+    )
+    pipes = [pipe for pipe in (process.stdout, process.stderr) if pipe is not None]
+    fds = [os.dup(pipe.fileno()) for pipe in pipes]
+    for pipe, fd in zip(pipes, fds, strict=True):
+        pipe.close()
+        os.set_blocking(fd, False)
+    # The Popen object is dropped: the pidfd and waitpid below are the only watchers.
+    process.returncode = 0  # keep Popen.__del__ from reaping our child behind our back
+    return Child(process.pid, os.pidfd_open(process.pid), fds[0],
+                 fds[1] if len(fds) > 1 else None, True)
+
+
+def become_subreaper() -> bool:
+    """Make the daemon a child subreaper: orphaned descendants (the fork server's double-forked
+    jobs) are re-parented to it instead of init, so it can wait for them. False where the kernel
+    or the C library does not offer it."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def is_our_child(pid: int) -> bool:
+    """True when os.waitpid can collect `pid`'s status (it is not collected here)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def reap_orphans(keep: Collection[int]) -> list[int]:
+    """Collect ended children the daemon did not spawn: as a subreaper it inherits every orphaned
+    descendant (a job's own subprocess that outlived it, a fork server's half-done fork). Stops at
+    a child in `keep`: its pidfd handler reaps it and decodes its status."""
+    reaped: list[int] = []
+    while True:
+        try:
+            ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return reaped
+        if ended is None or ended.si_pid in keep:
+            return reaped
+        os.waitpid(ended.si_pid, os.WNOHANG)
+        reaped.append(ended.si_pid)
 
 
 def watch_pid(pid: int) -> int | None:

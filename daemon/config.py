@@ -22,6 +22,7 @@ from typing import Any
 DEFAULT_CONFIG_PATH = "/etc/pioreactord.ini"
 CONFIG_ENV = "PIOREACTORD_CONFIG"
 HARDWARE_CHOICES = ("auto", "simulated", "rpi_gpio", "pigpio")
+SPAWNER_CHOICES = ("forkserver", "exec")
 LOG_LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -77,6 +78,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pioreactord", "stop_timeout", "10",
             "seconds a job gets to stop cleanly before SIGTERM (SIGKILL 2 s later)",
             parse=_positive_float),
+    Setting("pioreactord", "spawner", "forkserver",
+            "forkserver: jobs fork from a pre-imported process (fast) | exec: a fresh python each",
+            parse=str.lower, choices=SPAWNER_CHOICES),
     Setting("mqtt", "broker_address", "localhost", "host name or address of the Mosquitto broker"),
     Setting("mqtt", "broker_port", "1883", "TCP port of the broker", parse=_port),
     Setting("mqtt", "username", "", "broker user name; empty = anonymous"),
@@ -103,6 +107,7 @@ class Config:
     plugins_dir: Path
     hardware: str
     stop_timeout: float
+    spawner: str
     broker_address: str
     broker_port: int
     mqtt_username: str
@@ -137,6 +142,7 @@ class Config:
             plugins_dir=Path(values["pioreactord.plugins_dir"]),
             hardware=values["pioreactord.hardware"],
             stop_timeout=values["pioreactord.stop_timeout"],
+            spawner=values["pioreactord.spawner"],
             broker_address=values["mqtt.broker_address"],
             broker_port=values["mqtt.broker_port"],
             mqtt_username=values["mqtt.username"],

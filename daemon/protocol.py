@@ -30,6 +30,12 @@ Daemon -> job
 
 Control (pioctl -> daemon): {v, id, cmd, args}; reply {v, id, ok, result | error, code}.
 The commands and their contracts live in `commands.py`.
+
+Fork server (`python -m pioreactor.forkserver FD`, `spawner = forkserver`): a SOCK_SEQPACKET
+socketpair, one datagram per message, each a header as above (`encode(...)[0]`).
+  server -> daemon  ready    pid                          once its imports are done
+  daemon -> server  fork     argv [job, args...], env {}, cwd; SCM_RIGHTS stdin, stdout, stderr
+  server -> daemon  forked   pid | error                  the job, by then the daemon's child
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ JOB_TOKEN_ENV = "PIOREACTORD_JOB_TOKEN"
 UNIT_ENV = "PIOREACTOR_UNIT"
 EXPERIMENT_ENV = "PIOREACTOR_EXPERIMENT"
 SOURCE_ENV = "PIOREACTORD_JOB_SOURCE"
+FORK_MESSAGE_MAX = 256 * 1024  # bytes; a fork request carries the job's whole environment
 
 # Built-in short actions: they run, act and exit within milliseconds, so two may overlap (two
 # `pioctl start led_intensity` from two scripts). They are not subject to one-per-name.

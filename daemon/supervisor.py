@@ -64,6 +64,7 @@ class Supervisor:
         self._ready_waiters: dict[int, list[Reply]] = {}
         self._gone_waiters: dict[int, list[Reply]] = {}
         self._held_output: dict[tuple[int, bool], list[str]] = {}
+        self.child_pids: set[int] = set()  # spawned and not collected yet (see reap_orphans)
 
     # --- starting ------------------------------------------------------------------------------
     def start(self, job_name: str, args: list[str], *, experiment: str | None = None,
@@ -84,7 +85,7 @@ class Supervisor:
             raise
         self.watch_process(job, child.pid, child)
         self._on_jobs_changed()
-        log.debug("spawned", job=job_name, pid=child.pid, args=" ".join(args))
+        log.debug("spawned", job=job_name, pid=child.pid, via=child.via, args=" ".join(args))
         return job
 
     def job_env_base(self) -> dict[str, str]:
@@ -104,6 +105,8 @@ class Supervisor:
         """Watch a process's end (and its output, if we hold its pipes)."""
         job.pid, job.child = pid, child
         job.pidfd = child.pidfd if child else watch_pid(pid)
+        if child and child.is_child:
+            self.child_pids.add(pid)
         if job.pidfd is None:
             return False
         self.loop.watch(job.pidfd, lambda: self._ended(job))
@@ -122,6 +125,9 @@ class Supervisor:
         """A job says who it is. Returns the reply (refusals included)."""
         name, pid = str(msg["job_name"]), int(msg["pid"])
         job = self.registry.by_token(msg["token"]) if msg.get("token") else None
+        if job is not None and job.pid not in (None, pid):
+            # Its token, another process: a fork the fork server reported too late to be used.
+            return refusal(AlreadyRunning(job.name, job.pid))
         if job is None:
             job = self.registry.jobs.get(name)
             if job is not None and job.pid == pid:  # the same process again (daemon restarted)
@@ -257,6 +263,7 @@ class Supervisor:
 
     def _ended(self, job: Job) -> None:
         exit_info = collect_exit(job.pid or 0, bool(job.child and job.child.is_child))
+        self.child_pids.discard(job.pid or 0)
         self._drain_output(job)
         self.loop.unwatch(job.pidfd)
         os.close(job.pidfd)  # type: ignore[arg-type]

@@ -27,6 +27,12 @@ def make_daemon(broker):
         daemon.cleanup()
 
 
+@pytest.fixture(params=["forkserver", "exec"])
+def spawner(request) -> str:
+    """Runs a test once per spawner: jobs forked from the fork server, and exec'd."""
+    return request.param
+
+
 @pytest.fixture
 def watcher(broker):
     w = Watcher(broker.port, "pioreactor/#")

@@ -16,8 +16,8 @@ from tests.support.waiting import wait_for
 
 
 @pytest.fixture
-def daemon(make_daemon):
-    d = make_daemon()
+def daemon(make_daemon, spawner):
+    d = make_daemon(spawner=spawner)
     d.add_plugin("tester", SETTINGS_JOB)
     return d.start()
 
@@ -165,8 +165,8 @@ def test_unknown_job_and_bad_option(daemon):
     assert bad.returncode == 1 and "No such option" in bad.stderr
 
 
-def test_stop_escalates_to_sigkill(make_daemon, watcher):
-    d = make_daemon(stop_timeout=1)
+def test_stop_escalates_to_sigkill(make_daemon, watcher, spawner):
+    d = make_daemon(stop_timeout=1, spawner=spawner)
     d.add_plugin("stubborn", STUBBORN_JOB)
     d.start()
     d.pioctl("start", "stubborn")

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .waiting import wait_for
 
 BIN = Path(sys.executable).parent
@@ -20,12 +22,14 @@ BIN = Path(sys.executable).parent
 
 class Daemon:
     def __init__(self, broker_port: int, *, unit: str | None = None, experiment: str = "exp1",
-                 stop_timeout: float = 3, extra_ini: str = "", root: Path | None = None) -> None:
+                 stop_timeout: float = 3, extra_ini: str = "", root: Path | None = None,
+                 spawner: str | None = None) -> None:
         # Unix socket paths must fit in 107 bytes: keep the folder short.
         self.root = root or Path(tempfile.mkdtemp(prefix="pd", dir="/tmp"))
         # A unit name of its own per test: retained messages on the shared broker never collide.
         unit = unit or f"u{os.urandom(3).hex()}"
         self.unit, self.broker_port = unit, broker_port
+        self.spawner = spawner or "forkserver"  # None: the config says nothing (the default)
         self.plugins = self.root / "plugins"
         self.plugins.mkdir(exist_ok=True)
         self.config = self.root / "pioreactord.ini"
@@ -38,6 +42,7 @@ state_dir = {self.root}/state
 plugins_dir = {self.plugins}
 hardware = simulated
 stop_timeout = {stop_timeout}
+{f"spawner = {spawner}" if spawner else ""}
 [mqtt]
 broker_address = 127.0.0.1
 broker_port = {broker_port}
@@ -66,15 +71,32 @@ seed = 1
         return path
 
     def start(self, env: dict[str, str] | None = None) -> Daemon:
+        readies = self.forkserver_readies()
         self.output = open(self.root / "daemon.out", "ab")
         self.process = subprocess.Popen([str(BIN / "pioreactord"), "--config", str(self.config)],
                                         env={**self.env, **(env or {})}, stdout=self.output,
                                         stderr=subprocess.STDOUT)
         wait_for(lambda: self.pioctl("status", check=False).returncode == 0 or self._died(), 15,
                  "pioreactord answering")
+        if self.spawner == "forkserver":  # so that starts do fork, not fall back to exec
+            wait_for(lambda: self.forkserver_readies() > readies or self._died(), 15,
+                     "the fork server ready")
         if self._died():
             raise RuntimeError(f"pioreactord exited: {self.log_text()}")
         return self
+
+    def forkserver_readies(self) -> int:
+        """How often a fork server said it was ready, by the daemon's log."""
+        try:
+            return self.query("SELECT count(*) FROM logs WHERE task='pioreactord' AND "
+                              "message LIKE 'fork server ready%'")[0][0]
+        except sqlite3.OperationalError:  # no database (yet)
+            return 0
+
+    def forkserver_pid(self) -> int | None:
+        assert self.process is not None
+        return next((c.pid for c in psutil.Process(self.process.pid).children()
+                     if c.name() == "pio-forkserver"), None)
 
     def _died(self) -> bool:
         return self.process is not None and self.process.poll() is not None
