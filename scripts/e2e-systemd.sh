@@ -278,8 +278,13 @@ check_user_and_groups() {
     log "MainPID $pid: uid $uid (pioreactor), in gpio"
 }
 
+forkserver_ready() { inside journalctl -u pioreactord --no-pager -o cat | grep -q "fork server ready"; }
+
 check_job() {
-    local pid
+    local pid comm ppid
+    # Under the unit's sandbox (SystemCallFilter, MemoryDenyWriteExecute) the daemon must still
+    # become a subreaper and fork jobs from the pre-imported server.
+    wait_for 15 "the fork server ready" forkserver_ready
     as_pioreactor pioctl start stirring >/dev/null
     STIRRING_PID=$(as_pioreactor pioctl status --json | job_field stirring pid)
     [ "$(as_pioreactor pioctl status --json | job_field stirring state)" = ready ] ||
@@ -287,7 +292,11 @@ check_job() {
     pid=$(inside pioctl status --json | job_field stirring pid) # root may use pioctl too
     [ "$pid" = "$STIRRING_PID" ] || die "root's pioctl sees stirring as pid '$pid'"
     wait_for 10 "STATUS= naming stirring" status_text_has stirring
-    log "stirring ready, pid $STIRRING_PID; STATUS=$(prop StatusText)"
+    comm=$(inside cat "/proc/$STIRRING_PID/comm")
+    ppid=$(inside awk '/^PPid:/ {print $2}' "/proc/$STIRRING_PID/status")
+    [ "$comm" = stirring ] && [ "$ppid" = "$(prop MainPID)" ] ||
+        die "stirring was not forked by the fork server as the daemon's child (comm $comm, ppid $ppid)"
+    log "stirring ready, pid $STIRRING_PID, forked (comm $comm, ppid $ppid); STATUS=$(prop StatusText)"
 }
 
 check_reload() {
