@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import signal
 import time
@@ -36,7 +38,7 @@ from .protocol import (
     utc_timestamp,
 )
 from .registry import AlreadyRunning, Job, Registry
-from .sink import END_JOB, INSERT_JOB, UPDATE_JOB_PID, UPSERT_SETTING, Sink
+from .sink import END_JOB, INSERT_JOB, SAVE_SETTINGS_META, UPDATE_JOB_PID, UPSERT_SETTING, Sink
 
 log = structlog.get_logger("pioreactord.supervisor")
 
@@ -142,6 +144,7 @@ class Supervisor:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:
             self._write_row(job)
+        self.sink.write(SAVE_SETTINGS_META, (job.job_id, json.dumps(job.settings)))
         if msg.get("adopt"):
             self._restore(job, msg)
         log.debug("registered", job=job.name, pid=pid, adopt=bool(msg.get("adopt")))
@@ -199,10 +202,15 @@ class Supervisor:
         job.said_bye = True
 
     def job_log(self, job: Job | None, msg: dict[str, Any]) -> None:
-        experiment = job.experiment if job else self._experiment()
-        self.hub.emit(LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
-                                    str(msg.get("task") or (job.name if job else "?")), experiment,
-                                    str(msg.get("source") or (job.source if job else "app"))))
+        """A job's log line, stamped when the job emitted it (lines buffered while the daemon
+        was away keep their time); a job not registered (yet) says its experiment itself."""
+        experiment = job.experiment if job else str(msg.get("experiment") or self._experiment())
+        record = LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
+                               str(msg.get("task") or (job.name if job else "?")), experiment,
+                               str(msg.get("source") or (job.source if job else "app")))
+        if msg.get("timestamp"):
+            record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
+        self.hub.emit(record)
 
     def topic(self, job: Job, leaf: str) -> str:
         return f"pioreactor/{self.config.unit}/{job.experiment}/{job.name}/{leaf}"
@@ -284,7 +292,7 @@ class Supervisor:
         """Release everything `job` held. Called exactly once per job, whatever ended it."""
         end_state = "disconnected" if clean else "lost"
         freed = self.registry.forget(job)
-        if job.state != end_state and job.registered:
+        if job.state != end_state and job.row_written:  # it registered, here or before a restart
             self._publish(self.topic(job, "$state"), end_state.encode(), qos=2, retain=True)
         for name, meta in job.settings.items():
             if not meta.get("persist") and name != "state":
