@@ -93,6 +93,8 @@ def test_jobs_outlive_kill_9_and_the_next_daemon_adopts_them(daemon, watcher):
     watcher.wait(topic(daemon, "chatty", "note"), "while-down", since=restarted)
     watcher.wait(topic(daemon, "stirring", "target_rpm"), "500.0", since=restarted)
     wait_for(lambda: logged(daemon, "heard while-down") == 1, 5, "the buffered log line in SQLite")
+    # Its stdout pipe died with the old daemon: the print went to the log instead of raising.
+    wait_for(lambda: logged(daemon, "printed while-down") == 1, 5, "the printed line in SQLite")
     assert daemon.status()["chatty"]["settings"]["note"] == "while-down"
 
     # The new daemon's simulated motor runs again: the adopted duty cycle was re-applied.

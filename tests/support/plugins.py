@@ -146,6 +146,7 @@ class Chatty(BackgroundJob):
         except (FileNotFoundError, TypeError):
             return
         self.logger.info(f"heard {word}")
+        print(f"printed {word}", flush=True)  # stdout: a pipe to the daemon that started us
         self.note = word
         os.replace(self.inbox, self.inbox + ".done")
 
