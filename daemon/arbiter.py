@@ -150,6 +150,7 @@ class Daemon:
             self.bridge.subscribe(pattern)
         self.bridge.start()
         self._adopt_previous_jobs()
+        self.supervisor.check_liveness()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
         for warning in self._startup_warnings:

@@ -77,6 +77,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pioreactord", "stop_timeout", "10",
             "seconds a job gets to stop cleanly before SIGTERM (SIGKILL 2 s later)",
             parse=_positive_float),
+    Setting("pioreactord", "silent_job_warning", "30",
+            "seconds a running job may send nothing (jobs ping every 2 s) before a WARNING says "
+            "so; the job is not stopped", parse=_positive_float),
     Setting("mqtt", "broker_address", "localhost", "host name or address of the Mosquitto broker"),
     Setting("mqtt", "broker_port", "1883", "TCP port of the broker", parse=_port),
     Setting("mqtt", "username", "", "broker user name; empty = anonymous"),
@@ -103,6 +106,7 @@ class Config:
     plugins_dir: Path
     hardware: str
     stop_timeout: float
+    silent_job_warning: float
     broker_address: str
     broker_port: int
     mqtt_username: str
@@ -137,6 +141,7 @@ class Config:
             plugins_dir=Path(values["pioreactord.plugins_dir"]),
             hardware=values["pioreactord.hardware"],
             stop_timeout=values["pioreactord.stop_timeout"],
+            silent_job_warning=values["pioreactord.silent_job_warning"],
             broker_address=values["mqtt.broker_address"],
             broker_port=values["mqtt.broker_port"],
             mqtt_username=values["mqtt.username"],

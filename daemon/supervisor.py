@@ -147,7 +147,10 @@ class Supervisor:
         self.sink.write(SAVE_SETTINGS_META, (job.job_id, json.dumps(job.settings)))
         if msg.get("adopt"):
             self._restore(job, msg)
-        log.debug("registered", job=job.name, pid=pid, adopt=bool(msg.get("adopt")))
+        if msg.get("adopt"):
+            log.info("job adopted after a restart", job=job.name, pid=pid, state=job.state)
+        else:
+            log.debug("registered", job=job.name, pid=pid)
         return {"ok": True, "result": {"unit": self.config.unit, "experiment": job.experiment,
                                        "job_id": job.job_id}}
 
@@ -241,6 +244,24 @@ class Supervisor:
         if self.registry.jobs.get(job.name) is job and job.pid is not None:
             log.error("job ignored SIGTERM; sending SIGKILL", job=job.name, pid=job.pid)
             send_signal(job.pid, signal.SIGKILL)
+
+    # --- liveness ------------------------------------------------------------------------------
+    def check_liveness(self) -> None:
+        """Every few seconds: warn, once per silence, about a job that has sent nothing for
+        `silent_job_warning` s (registered jobs ping every 2 s: it is hung or stopped), or that
+        has not come back since a restart. Nobody is stopped: a long computation is not a crash."""
+        limit, now = self.config.silent_job_warning, time.monotonic()
+        for job in list(self.registry.jobs.values()):
+            from_before_restart = job.child is None and not job.registered
+            if not (job.registered or from_before_restart) or now - job.last_seen < limit:
+                continue
+            if job.silence_reported == job.last_seen:
+                continue
+            job.silence_reported = job.last_seen
+            what = ("has not registered again since pioreactord restarted" if from_before_restart
+                    else f"has sent nothing for {now - job.last_seen:.0f} s (jobs ping every 2 s)")
+            self._log(job, "WARNING", f"{job.name} (pid {job.pid}) {what}; not stopping it")
+        self.loop.call_later(min(5.0, limit / 2), self.check_liveness)
 
     # --- the end -------------------------------------------------------------------------------
     def _read_output(self, job: Job, fd: int, is_stderr: bool) -> None:
