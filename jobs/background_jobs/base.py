@@ -37,7 +37,7 @@ from typing import Any
 from pioreactord.protocol import JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire, utc_timestamp
 
 from ..channel import Channel, RequestFailed, check_daemon_listening
-from ._orphan import reroute_orphaned_output
+from ._orphan import guard_standard_streams, reroute_orphaned_output
 from .settings import SettingRefused, cast_value, normalise_settings
 
 NOTICE = 25
@@ -134,6 +134,8 @@ class BackgroundJob:
         d["logger"] = self._make_logger()
         d["_channel"] = self._connect()
         d["_publishing"] = True
+        if os.environ.get(JOB_TOKEN_ENV):  # spawned: stdout/stderr are pipes to this daemon
+            guard_standard_streams(self._send_log)
         _live_jobs.append(self)
         self._install_exit_handlers()
         self._send_state(self.INIT)
@@ -333,7 +335,7 @@ class BackgroundJob:
             threading.Thread(target=self._reregister, args=(header.get("daemon"),),
                              name="reregister", daemon=True).start()
         elif kind == "daemon_gone":
-            reroute_orphaned_output(self._send_log)
+            reroute_orphaned_output()
 
     def _answer(self, header: dict[str, Any], reply: dict[str, Any]) -> None:
         if header.get("id"):
@@ -399,7 +401,7 @@ class BackgroundJob:
                 self.logger.error(f"could not re-register with pioreactord: {exc}")
                 return
             self.__dict__["_daemon_id"] = result.get("daemon")
-            reroute_orphaned_output(self._send_log)
+            reroute_orphaned_output()
 
     # --- process exit --------------------------------------------------------------------------
     def _install_exit_handlers(self) -> None:

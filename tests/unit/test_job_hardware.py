@@ -125,7 +125,12 @@ def test_a_pipe_nobody_reads_is_rerouted_to_the_log(monkeypatch):
     import os
     import sys
 
-    from pioreactor.background_jobs._orphan import LogStream, pipe_broken, reroute_orphaned_output
+    from pioreactor.background_jobs._orphan import (
+        GuardedStream,
+        LogStream,
+        pipe_broken,
+        reroute_orphaned_output,
+    )
 
     read_end, write_end = os.pipe()
     assert not pipe_broken(write_end)
@@ -140,6 +145,12 @@ def test_a_pipe_nobody_reads_is_rerouted_to_the_log(monkeypatch):
     stream.flush()
     assert lines == [("ERROR", "Traceback (most recent call last):"), ("ERROR", "  File 'x.py'"),
                      ("ERROR", "ValueError: no")]
-    monkeypatch.setattr(sys, "stdout", sys.stdout)
-    monkeypatch.setattr(sys, "stderr", sys.stderr)
-    assert reroute_orphaned_output(lambda level, text: None) == []  # pytest's streams are fine
+    read_end, write_end = os.pipe()
+    guarded = GuardedStream(open(write_end, "w"), write_end, lambda *line: lines.append(line), "INFO")
+    guarded.write("to the pipe\n")
+    assert os.read(read_end, 100) == b"to the pipe\n"
+    os.close(read_end)
+    monkeypatch.setattr(sys, "stdout", guarded)
+    assert reroute_orphaned_output() == []  # only fds 1 and 2 are checked: fd 1 here is pytest's
+    guarded.write("to the log\n")  # meets the broken pipe: switches, and the line is not lost
+    assert guarded.broken and lines[-1] == ("INFO", "to the log")
