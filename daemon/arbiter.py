@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
 import psutil
@@ -38,15 +39,18 @@ from .gpio import GpioService
 from .jobchannel import JobChannel
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
-from .protocol import new_id, utc_timestamp
+from .protocol import new_id
 from .registry import Job, Registry
-from .sink import END_JOB, Sink
+from .sink import Sink
 from .supervisor import Reply, Supervisor
 from .systemd import Notifier
 
 log = structlog.get_logger("pioreactord.arbiter")
 
 TEST_HANG_ENV = "PIOREACTORD_TEST_HANG_FILE"
+# A job's process starts at most this long after its row's started_at (spawned) or before it (by
+# hand); a process at that pid started later is another one.
+PID_REUSE_SLACK = 10.0
 
 
 class DaemonAlreadyRunning(Exception):
@@ -153,6 +157,7 @@ class Daemon:
         self.bridge.start()
         self.spawner.start(self.supervisor.job_env_base())
         self._adopt_previous_jobs()
+        self.supervisor.check_liveness()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
         for note in self._startup_notes:
@@ -259,20 +264,26 @@ class Daemon:
         self.jobs.send(identity, header, payload)
 
     def _adopt_previous_jobs(self) -> None:
-        """Rows a previous daemon left running: watch the live ones until they re-register,
-        close the dead ones as lost (is_running is never left at 1 for a process that is gone)."""
+        """Rows a previous daemon left running: watch the live ones until they re-register
+        (their pidfd says if they end first), and end the others as lost, like any job that
+        ends: $state, non-persist settings cleared, row closed (is_running is never left at 1
+        for a process that is gone)."""
         for row in self.sink.running_rows():
             job = Job(name=row["job_name"], job_id=row["job_id"], experiment=row["experiment"],
-                      source=row["job_source"], token=None, row_written=True)
-            if _is_alive(row["pid"]) and row["job_name"] not in self.registry.jobs:
+                      source=row["job_source"], token=None, pid=row["pid"],
+                      started_at=row["started_at"], row_written=True,
+                      settings=self.sink.settings_meta_of(row["job_id"]))
+            created = _process_start(row["pid"], row["started_at"])
+            if created is not None and job.name not in self.registry.jobs:
+                job.started_mono = time.monotonic() - max(0.0, time.time() - created)
                 self.registry.reserve(job)
                 if self.supervisor.watch_process(job, row["pid"], None):
                     log.info("waiting for a job from before the restart", job=job.name, pid=row["pid"])
                     continue
                 self.registry.forget(job)
-            self.sink.write(END_JOB, (utc_timestamp(), None, "lost", row["job_id"]))
-            self.publish(self.supervisor.topic(job, "$state"), b"lost", qos=2, retain=True)
-            self.gpio.release(job, [], crashed=True)
+            log.warning("a job from before the restart ended while pioreactord was away",
+                        job=job.name, pid=row["pid"])
+            self.supervisor.finish(job, ExitInfo(None), clean=False)
 
     # --- MQTT ----------------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
@@ -311,11 +322,19 @@ class Daemon:
         return 0
 
 
-def _is_alive(pid: int) -> bool:
+def _process_start(pid: int, started_at: str) -> float | None:
+    """When process `pid` started (epoch seconds) if it can still be the job a previous daemon
+    recorded at `started_at`: alive, and not younger than its row (else its pid was reused, e.g.
+    after a reboot). None otherwise."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        created = process.create_time()
+        recorded = datetime.strptime(started_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except (psutil.Error, ValueError):
+        return None
+    return created if created <= recorded.timestamp() + PID_REUSE_SLACK else None
 
 
 def _wait_published(info: Any, timeout: float) -> None:

@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pioreactord", "spawner", "forkserver",
             "forkserver: jobs fork from a pre-imported process (fast) | exec: a fresh python each",
             parse=str.lower, choices=SPAWNER_CHOICES),
+    Setting("pioreactord", "silent_job_warning", "30",
+            "seconds a running job may send nothing (jobs ping every 2 s) before a WARNING says "
+            "so; the job is not stopped", parse=_positive_float),
     Setting("mqtt", "broker_address", "localhost", "host name or address of the Mosquitto broker"),
     Setting("mqtt", "broker_port", "1883", "TCP port of the broker", parse=_port),
     Setting("mqtt", "username", "", "broker user name; empty = anonymous"),
@@ -108,6 +111,7 @@ class Config:
     hardware: str
     stop_timeout: float
     spawner: str
+    silent_job_warning: float
     broker_address: str
     broker_port: int
     mqtt_username: str
@@ -143,6 +147,7 @@ class Config:
             hardware=values["pioreactord.hardware"],
             stop_timeout=values["pioreactord.stop_timeout"],
             spawner=values["pioreactord.spawner"],
+            silent_job_warning=values["pioreactord.silent_job_warning"],
             broker_address=values["mqtt.broker_address"],
             broker_port=values["mqtt.broker_port"],
             mqtt_username=values["mqtt.username"],

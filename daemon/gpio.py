@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from .registry import Job, Registry
+from .registry import Job, PinBusy, Registry
 
 log = structlog.get_logger("pioreactord.gpio")
 
@@ -135,10 +135,22 @@ class GpioService:
                 log.error("could not switch LED off", channel=channel, job=job.name, error=repr(exc))
         self._publish_leds()
 
-    def adopt(self, job: Job, pins: list[int]) -> None:
-        """A job re-registering after a daemon restart takes its locks back."""
+    def adopt(self, job: Job, pins: list[int], driven: list[dict[str, Any]]) -> None:
+        """A job re-registering after a daemon restart takes its locks back, and the pins it
+        drives ({pin, hz, dc}) are driven again: this daemon's backend may have started with
+        every pin off (the simulated culture is new). On real GPIO a pin kept its level across
+        the restart, so setting the same duty cycle again changes nothing."""
         for pin in pins:
-            self.registry.lock(int(pin), job)
+            try:
+                self.registry.lock(int(pin), job)
+            except PinBusy as exc:
+                log.error("an adopted job's pin is held by another job", job=job.name, error=str(exc))
+        for entry in driven:
+            try:
+                self._pwm(job, entry)
+            except (PinBusy, KeyError, TypeError, ValueError) as exc:
+                log.error("could not drive an adopted job's pin again", job=job.name,
+                          pin=entry.get("pin"), error=str(exc))
 
     def _switch_off(self, pin: int) -> None:
         try:

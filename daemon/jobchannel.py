@@ -27,6 +27,7 @@ log = structlog.get_logger("pioreactord.jobchannel")
 ANONYMOUS_HW_OPS = frozenset({"led"})
 RETAINED_WINDOW = 5.0  # seconds after subscribing during which a job accepts retained re-sends
 JOB_REQUEST_TIMEOUT = 10.0
+HELD_PER_JOB = 100  # hw requests kept from a job that has not re-registered yet
 
 
 class JobChannel:
@@ -41,6 +42,7 @@ class JobChannel:
         self._experiment = experiment
         self._pending: dict[str, Reply] = {}
         self._asked_who: set[bytes] = set()
+        self._held: dict[bytes, list[tuple[dict, bytes | None]]] = {}  # hw requests before `who`
         self._fresh: dict[tuple[int, str], float] = {}  # (job_id, pattern) -> retained window end
         self._handlers: dict[str, Callable[[bytes, Job | None, dict, bytes | None], None]] = {
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
@@ -125,14 +127,15 @@ class JobChannel:
         except (KeyError, TypeError, ValueError) as exc:
             reply = {"ok": False, "error": f"bad registration: {exc}", "code": "bad_request"}
         self._asked_who.discard(identity)
-        if reply.get("ok"):
-            registered = self.registry.by_identity(identity)
-            if registered is not None:
-                for pattern in registered.subscriptions:
-                    self._fresh[(registered.job_id, pattern)] = time.monotonic() + RETAINED_WINDOW
-                if msg.get("adopt"):
-                    self.gpio.adopt(registered, msg.get("pins") or [])
+        registered = self.registry.by_identity(identity) if reply.get("ok") else None
+        if registered is not None:
+            reply["result"]["daemon"] = self._daemon_id
+            for pattern in registered.subscriptions:
+                self._fresh[(registered.job_id, pattern)] = time.monotonic() + RETAINED_WINDOW
+            if msg.get("adopt"):
+                self.gpio.adopt(registered, msg.get("pins") or [], msg.get("driven") or [])
         self._reply(identity, msg, reply)
+        self._release_held(identity, registered)
 
     def _on_whoami(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         self._reply(identity, msg, {"ok": True, "result": {
@@ -142,7 +145,27 @@ class JobChannel:
         """A job we do not know (we restarted): ask it once to register again."""
         if identity not in self._asked_who:
             self._asked_who.add(identity)
-            self.send(identity, {"t": "who"})
+            self.send(identity, {"t": "who", "daemon": self._daemon_id})
+
+    def _hold(self, identity: bytes, msg: dict, payload: bytes | None) -> None:
+        """A hw request a job sent while we were away arrives before its re-registration:
+        keep it until the job has registered (its pins are ours again), answer it then."""
+        held = self._held.setdefault(identity, [])
+        if not held:
+            self.loop.call_later(JOB_REQUEST_TIMEOUT, lambda: self._release_held(identity, None))
+        if len(held) >= HELD_PER_JOB:
+            return self._reply(identity, msg, {"ok": False, "error": "not registered",
+                                               "code": "not_registered"})
+        held.append((msg, payload))
+
+    def _release_held(self, identity: bytes, job: Job | None) -> None:
+        """Answer held hw requests: served for a registered `job`, refused without one."""
+        for msg, payload in self._held.pop(identity, []):
+            if job is not None:
+                self._on_hw(identity, job, msg, payload)
+            else:
+                self._reply(identity, msg, {"ok": False, "error": "not registered",
+                                            "code": "not_registered"})
 
     def _on_log(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         self.supervisor.job_log(job, msg)  # logged even before re-registration: never lose a line
@@ -177,6 +200,8 @@ class JobChannel:
     def _on_hw(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         if job is None and msg.get("op") not in ANONYMOUS_HW_OPS:
             self._unknown(identity)
+            if msg.get("daemon"):  # from a job registered with an earlier daemon: it will be back
+                return self._hold(identity, msg, payload)
             return self._reply(identity, msg, {"ok": False, "error": "not registered",
                                                "code": "not_registered"})
         try:

@@ -9,14 +9,17 @@ identity it does not know with `who`, upon which the job registers again with ev
 
 Job -> daemon                                    (R = request: carries `id`, gets a `reply`)
   register   R job_name, pid, unit, experiment, source, token, settings {name: meta},
-               values {name: wire str}, state, subscriptions [pattern], pins [int], adopt
+               values {name: wire str}, state, subscriptions [pattern], pins [int],
+               driven [{pin, hz, dc}], adopt      -> unit, experiment, job_id, daemon
   state        state
   setting      name, value (wire str; null = cleared)
-  log          level, message, task, source, timestamp
+  log          level, message, task, source, experiment, timestamp (when the job emitted it)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
   ping         (heartbeat; answered with pong)
-  hw         R op, args            (PWM, locks, LEDs, ADC: see the daemon's hardware requests)
+  hw         R op, args, daemon    (PWM, locks, LEDs, ADC: see the daemon's hardware requests;
+                                    `daemon` is the instance the job registered with: a new daemon
+                                    holds such a request until the job has registered again)
   whoami     R                     -> unit, experiment (for jobs started by hand)
   bye        R                     the job finished its clean-up; exiting next (clean stop)
 
@@ -25,7 +28,7 @@ Daemon -> job
   message      topic, retain, qos; frame 2 = payload (a subscribed MQTT message)
   set        R setting, value (str, as received)  -> reply ok or error (refused)
   state_set  R state                               -> reply ok once the transition ran
-  who          (unknown identity: register again, with adopt = true)
+  who          daemon (unknown identity: register again, with adopt = true)
   pong         daemon (the daemon's instance id; a change means it restarted)
 
 Control (pioctl -> daemon): {v, id, cmd, args}; reply {v, id, ok, result | error, code}.

@@ -58,7 +58,8 @@ class Job:
     stop_requested: bool = False
     started_at: str = field(default_factory=utc_timestamp)
     started_mono: float = field(default_factory=time.monotonic)
-    last_seen: float = field(default_factory=time.monotonic)
+    last_seen: float = field(default_factory=time.monotonic)  # its last message on the channel
+    silence_reported: float | None = None  # the last_seen a "silent" warning was about
     is_long_running: bool = True
     unique: bool = True  # False for a short action: several may run at once
     row_written: bool = False  # its pio_job_metadata row exists (written at registration)

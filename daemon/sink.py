@@ -8,6 +8,7 @@ Readers (`pioctl logs`) open their own read-only connections; WAL lets them read
 
 from __future__ import annotations
 
+import json
 import queue
 import sqlite3
 import threading
@@ -25,6 +26,9 @@ CREATE TABLE IF NOT EXISTS pio_job_metadata (job_id INTEGER PRIMARY KEY AUTOINCR
 CREATE TABLE IF NOT EXISTS pio_job_published_settings (setting TEXT NOT NULL, value BLOB,
   proposed_value BLOB, created_at TEXT, updated_at TEXT, job_id INTEGER NOT NULL,
   UNIQUE(setting, job_id));
+-- Ours: a job's published_settings metadata (JSON), so that the next daemon, after a crash, can
+-- clear the non-persist settings of a job that ended meanwhile.
+CREATE TABLE IF NOT EXISTS pioreactord_job_settings (job_id INTEGER PRIMARY KEY, settings TEXT NOT NULL);
 """
 
 INSERT_LOG = "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -33,6 +37,7 @@ INSERT_JOB = """INSERT INTO pio_job_metadata (job_id, unit, experiment, job_name
 UPDATE_JOB_PID = "UPDATE pio_job_metadata SET pid = ?, job_name = ? WHERE job_id = ?"
 END_JOB = """UPDATE pio_job_metadata SET is_running = 0, ended_at = ?, exit_code = ?, end_state = ?
   WHERE job_id = ?"""
+SAVE_SETTINGS_META = "INSERT OR REPLACE INTO pioreactord_job_settings VALUES (?, ?)"
 UPSERT_SETTING = """INSERT INTO pio_job_published_settings
   (setting, value, created_at, updated_at, job_id) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (setting, job_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"""
@@ -75,6 +80,15 @@ class Sink:
                 "SELECT * FROM pio_job_metadata WHERE is_running = 1").fetchall()
         finally:
             self._conn.row_factory = None
+
+    def settings_meta_of(self, job_id: int) -> dict[str, dict[str, Any]]:
+        """The published_settings metadata a job registered with ({} if unknown)."""
+        row = self._conn.execute(
+            "SELECT settings FROM pioreactord_job_settings WHERE job_id = ?", (job_id,)).fetchone()
+        try:
+            return dict(json.loads(row[0])) if row else {}
+        except (ValueError, TypeError):
+            return {}
 
     def settings_of(self, job_id: int) -> dict[str, bytes | None]:
         rows = self._conn.execute(

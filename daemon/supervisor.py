@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import signal
 import time
@@ -37,7 +39,7 @@ from .protocol import (
     utc_timestamp,
 )
 from .registry import AlreadyRunning, Job, Registry
-from .sink import END_JOB, INSERT_JOB, UPDATE_JOB_PID, UPSERT_SETTING, Sink
+from .sink import END_JOB, INSERT_JOB, SAVE_SETTINGS_META, UPDATE_JOB_PID, UPSERT_SETTING, Sink
 
 log = structlog.get_logger("pioreactord.supervisor")
 
@@ -150,9 +152,13 @@ class Supervisor:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:
             self._write_row(job)
+        self.sink.write(SAVE_SETTINGS_META, (job.job_id, json.dumps(job.settings)))
         if msg.get("adopt"):
             self._restore(job, msg)
-        log.debug("registered", job=job.name, pid=pid, adopt=bool(msg.get("adopt")))
+        if msg.get("adopt"):
+            log.info("job adopted after a restart", job=job.name, pid=pid, state=job.state)
+        else:
+            log.debug("registered", job=job.name, pid=pid)
         return {"ok": True, "result": {"unit": self.config.unit, "experiment": job.experiment,
                                        "job_id": job.job_id}}
 
@@ -207,10 +213,15 @@ class Supervisor:
         job.said_bye = True
 
     def job_log(self, job: Job | None, msg: dict[str, Any]) -> None:
-        experiment = job.experiment if job else self._experiment()
-        self.hub.emit(LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
-                                    str(msg.get("task") or (job.name if job else "?")), experiment,
-                                    str(msg.get("source") or (job.source if job else "app"))))
+        """A job's log line, stamped when the job emitted it (lines buffered while the daemon
+        was away keep their time); a job not registered (yet) says its experiment itself."""
+        experiment = job.experiment if job else str(msg.get("experiment") or self._experiment())
+        record = LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
+                               str(msg.get("task") or (job.name if job else "?")), experiment,
+                               str(msg.get("source") or (job.source if job else "app")))
+        if msg.get("timestamp"):
+            record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
+        self.hub.emit(record)
 
     def topic(self, job: Job, leaf: str) -> str:
         return f"pioreactor/{self.config.unit}/{job.experiment}/{job.name}/{leaf}"
@@ -241,6 +252,24 @@ class Supervisor:
         if self.registry.jobs.get(job.name) is job and job.pid is not None:
             log.error("job ignored SIGTERM; sending SIGKILL", job=job.name, pid=job.pid)
             send_signal(job.pid, signal.SIGKILL)
+
+    # --- liveness ------------------------------------------------------------------------------
+    def check_liveness(self) -> None:
+        """Every few seconds: warn, once per silence, about a job that has sent nothing for
+        `silent_job_warning` s (registered jobs ping every 2 s: it is hung or stopped), or that
+        has not come back since a restart. Nobody is stopped: a long computation is not a crash."""
+        limit, now = self.config.silent_job_warning, time.monotonic()
+        for job in list(self.registry.jobs.values()):
+            from_before_restart = job.child is None and not job.registered
+            if not (job.registered or from_before_restart) or now - job.last_seen < limit:
+                continue
+            if job.silence_reported == job.last_seen:
+                continue
+            job.silence_reported = job.last_seen
+            what = ("has not registered again since pioreactord restarted" if from_before_restart
+                    else f"has sent nothing for {now - job.last_seen:.0f} s (jobs ping every 2 s)")
+            self._log(job, "WARNING", f"{job.name} (pid {job.pid}) {what}; not stopping it")
+        self.loop.call_later(min(5.0, limit / 2), self.check_liveness)
 
     # --- the end -------------------------------------------------------------------------------
     def _read_output(self, job: Job, fd: int, is_stderr: bool) -> None:
@@ -293,7 +322,7 @@ class Supervisor:
         """Release everything `job` held. Called exactly once per job, whatever ended it."""
         end_state = "disconnected" if clean else "lost"
         freed = self.registry.forget(job)
-        if job.state != end_state and job.registered:
+        if job.state != end_state and job.row_written:  # it registered, here or before a restart
             self._publish(self.topic(job, "$state"), end_state.encode(), qos=2, retain=True)
         for name, meta in job.settings.items():
             if not meta.get("persist") and name != "state":

@@ -6,7 +6,8 @@ from the daemon (`message`, `set`, `state_set`, `who`) are handed to a dispatche
 slow callback never delays a reply (a callback may itself make requests, e.g. a PWM change).
 
 While the daemon is away (restart, reload) ZeroMQ keeps the DEALER's outgoing queue and
-reconnects by itself; a `who` or a changed daemon id in `pong` makes the job register again.
+reconnects by itself. A socket monitor says when: on reconnecting the job pings at once, and the
+new daemon's `who` (or a changed daemon id in `pong`) makes the job register again.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import socket as pysocket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from pioreactord.protocol import ProtocolError, decode, encode, new_id
 
@@ -55,6 +58,16 @@ def check_daemon_listening(path: str) -> None:
         probe.close()
 
 
+@dataclass
+class Pending:
+    """A request sent and not answered yet (see Channel.begin)."""
+
+    request_id: str
+    kind: str
+    done: threading.Event = field(default_factory=threading.Event)
+    box: list[dict] = field(default_factory=list)
+
+
 class Channel:
     def __init__(self, socket_path: str, identity: str,
                  on_event: Callable[[dict[str, Any], bytes | None], None]) -> None:
@@ -75,6 +88,7 @@ class Channel:
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         self._socket.setsockopt(zmq.LINGER, 2000)
         self._socket.connect(f"ipc://{socket_path}")
+        self._monitor = self._socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self._io = threading.Thread(target=self._io_loop, name="daemon-channel", daemon=True)
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="callbacks", daemon=True)
         self._io.start()
@@ -87,15 +101,22 @@ class Channel:
 
     def request(self, header: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send and wait for the reply's result; RequestFailed on a refusal or a timeout."""
-        request_id = new_id()
-        done, box = threading.Event(), []  # type: tuple[threading.Event, list[dict]]
-        self._pending[request_id] = (done, box)
-        self.send({**header, "id": request_id})
-        if not done.wait(timeout):
-            self._pending.pop(request_id, None)
-            raise RequestFailed(f"pioreactord did not answer {header.get('t')!r} within {timeout:g} s "
+        return self.wait(self.begin(header), timeout)
+
+    def begin(self, header: dict[str, Any]) -> Pending:
+        """Send a request now and `wait` for its reply later (so a caller can send it while
+        holding a lock of its own, and wait without it)."""
+        pending = Pending(new_id(), str(header.get("t")))
+        self._pending[pending.request_id] = (pending.done, pending.box)
+        self.send({**header, "id": pending.request_id})
+        return pending
+
+    def wait(self, pending: Pending, timeout: float = 10.0) -> dict[str, Any]:
+        if not pending.done.wait(timeout):
+            self._pending.pop(pending.request_id, None)
+            raise RequestFailed(f"pioreactord did not answer {pending.kind!r} within {timeout:g} s "
                                 f"(socket {self.socket_path})", "timeout")
-        reply = box[0]
+        reply = pending.box[0]
         if not reply.get("ok"):
             raise RequestFailed(str(reply.get("error")), str(reply.get("code", "failed")), reply)
         return reply.get("result") or {}
@@ -128,6 +149,7 @@ class Channel:
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        poller.register(self._monitor, zmq.POLLIN)
         next_ping = time.monotonic()
         try:
             while True:
@@ -139,6 +161,8 @@ class Channel:
                     return
                 if self._socket in ready:
                     self._receive_all()
+                if self._monitor in ready and self._connection_changed():
+                    next_ping = 0.0  # a daemon is back: say hello now, not at the next heartbeat
                 if not self._heartbeat.is_set():
                     next_ping = time.monotonic() + HEARTBEAT_SECONDS
                 elif time.monotonic() >= next_ping:
@@ -147,8 +171,24 @@ class Channel:
         except zmq.ZMQError:
             pass
         finally:
+            self._socket.disable_monitor()
+            self._monitor.close()
             self._socket.close()
             self._context.term()
+
+    def _connection_changed(self) -> bool:
+        """Monitor events; True once (re)connected. A lost connection is handed to the job as a
+        `daemon_gone` event (it reroutes its output: see background_jobs/_orphan.py)."""
+        connected = False
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return connected
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._events.put(({"t": "daemon_gone"}, None))
+            elif event["event"] == zmq.EVENT_CONNECTED:
+                connected = True
 
     def _drain_wake(self) -> None:
         try:
@@ -190,7 +230,7 @@ class Channel:
             elif kind == "pong":
                 previous, self.daemon_id = self.daemon_id, header.get("daemon")
                 if previous is not None and previous != self.daemon_id:
-                    self._events.put(({"t": "who"}, None))  # the daemon restarted
+                    self._events.put(({"t": "who", "daemon": self.daemon_id}, None))  # restarted
             else:
                 self._events.put((header, payload))
 

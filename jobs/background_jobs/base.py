@@ -34,9 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pioreactord.protocol import JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire
+from pioreactord.protocol import JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire, utc_timestamp
 
 from ..channel import Channel, RequestFailed, check_daemon_listening
+from ._orphan import guard_standard_streams, reroute_orphaned_output
 from .settings import SettingRefused, cast_value, normalise_settings
 
 NOTICE = 25
@@ -96,6 +97,11 @@ class BackgroundJob:
     _meta: dict[str, dict[str, Any]]
     _subscriptions: list[tuple[str, Callable[[Message], Any], bool]]
     _lock: threading.RLock
+    _send_lock: threading.RLock  # a value changes and is sent in one step (see _reregister)
+    _reregistering: threading.Lock
+    _locked_pins: set[int]  # what the daemon granted (kept by utils.pwm.hw_request)
+    _driven_pins: dict[int, dict[str, float]]
+    _daemon_id: str | None  # the daemon instance we are registered with
     _disconnected: threading.Event
     _blocking: bool
     _publishing: bool
@@ -119,12 +125,17 @@ class BackgroundJob:
         d["_meta"] = normalise_settings(type(self).published_settings)
         d["_subscriptions"] = []  # (pattern, callback, allow_retained)
         d["_lock"] = threading.RLock()
+        d["_send_lock"] = threading.RLock()
+        d["_reregistering"] = threading.Lock()
+        d["_locked_pins"], d["_driven_pins"], d["_daemon_id"] = set(), {}, None
         d["_disconnected"] = threading.Event()
         d["_blocking"] = False
         d["_publishing"] = False
         d["logger"] = self._make_logger()
         d["_channel"] = self._connect()
         d["_publishing"] = True
+        if os.environ.get(JOB_TOKEN_ENV):  # spawned: stdout/stderr are pipes to this daemon
+            guard_standard_streams(self._send_log)
         _live_jobs.append(self)
         self._install_exit_handlers()
         self._send_state(self.INIT)
@@ -140,7 +151,7 @@ class BackgroundJob:
         identity = f"{self.job_name}:{os.getpid()}:{os.urandom(3).hex()}"
         channel = Channel(path, identity, self._on_daemon_event)
         try:
-            channel.request(self._registration(adopt=False), timeout=10)
+            self.__dict__["_daemon_id"] = channel.request(self._registration(adopt=False)).get("daemon")
         except RequestFailed as exc:
             channel.close()
             if exc.code == "already_running":
@@ -158,7 +169,8 @@ class BackgroundJob:
                 "experiment": self.experiment, "source": self.source, "settings": self._meta,
                 "adopt": adopt, "values": values, "state": self.state if adopt else None,
                 "subscriptions": sorted({p for p, _, _ in self._subscriptions}),
-                "pins": sorted(getattr(self, "_locked_pins", set()))}
+                "pins": sorted(self._locked_pins),
+                "driven": [dict(v) for _, v in sorted(dict(self._driven_pins).items())]}
 
     def _make_logger(self) -> logging.Logger:
         logger = logging.getLogger(f"pioreactor.jobs.{self.job_name}.{id(self)}")
@@ -176,9 +188,12 @@ class BackgroundJob:
 
     # --- published settings --------------------------------------------------------------------
     def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, value)
         if name in self.__dict__.get("_meta", ()) and self.__dict__.get("_publishing"):
-            self._send_setting(name, value)
+            with self._send_lock:
+                object.__setattr__(self, name, value)
+                self._send_setting(name, value)
+        else:
+            object.__setattr__(self, name, value)
 
     @staticmethod
     def _wire(value: Any) -> str | None:
@@ -194,7 +209,8 @@ class BackgroundJob:
         channel = self.__dict__.get("_channel")
         if channel is not None and not self._disconnected.is_set():
             channel.send({"t": "log", "level": level, "message": message, "task": self.job_name,
-                          "source": self.source})
+                          "source": self.source, "experiment": self.experiment,
+                          "timestamp": utc_timestamp()})
 
     # --- states --------------------------------------------------------------------------------
     def set_state(self, new_state: str) -> None:
@@ -211,8 +227,9 @@ class BackgroundJob:
             failed = self._run_hooks(old, new_state)
             if failed and old == self.INIT:
                 raise failed
-            object.__setattr__(self, "state", new_state)
-            self._send_state(new_state)
+            with self._send_lock:
+                object.__setattr__(self, "state", new_state)
+                self._send_state(new_state)
 
     def _run_hooks(self, old: str, new: str) -> BaseException | None:
         names = [f"on_{old}_to_{new}", f"on_{new}"] + (["on_disconnect"] if new == self.DISCONNECTED else [])
@@ -312,8 +329,13 @@ class BackgroundJob:
             self._answer(header, self._apply_set(str(header["setting"]), str(header.get("value", ""))))
         elif kind == "state_set":
             self._remote_state(header)
-        elif kind == "who" and "_channel" in self.__dict__:
-            self._reregister()  # (before that, our first registration is still on its way)
+        elif kind == "who" and "_channel" in self.__dict__:  # (else: still registering)
+            # Not on this thread: a callback here may wait on a request the new daemon answers
+            # only once we are registered again.
+            threading.Thread(target=self._reregister, args=(header.get("daemon"),),
+                             name="reregister", daemon=True).start()
+        elif kind == "daemon_gone":
+            reroute_orphaned_output()
 
     def _answer(self, header: dict[str, Any], reply: dict[str, Any]) -> None:
         if header.get("id"):
@@ -364,12 +386,22 @@ class BackgroundJob:
                      {"ok": False, "error": f"{self.job_name} is {self.state}, not {state}",
                       "code": "refused"})
 
-    def _reregister(self) -> None:
-        """The daemon restarted: tell the new one everything we hold."""
-        try:
-            self._channel.request(self._registration(adopt=True), timeout=10)
-        except RequestFailed as exc:
-            self.logger.error(f"could not re-register with pioreactord: {exc}")
+    def _reregister(self, daemon_id: str | None) -> None:
+        """The daemon restarted: tell the new one everything we hold, once per daemon instance
+        (its `who` and a pong with its new id both ask). The snapshot is taken and sent under
+        `_send_lock`, so every value change is either in it or sent after it."""
+        with self._reregistering:
+            if daemon_id is not None and daemon_id == self._daemon_id:
+                return
+            try:
+                with self._send_lock:
+                    pending = self._channel.begin(self._registration(adopt=True))
+                result = self._channel.wait(pending, timeout=10)
+            except RequestFailed as exc:
+                self.logger.error(f"could not re-register with pioreactord: {exc}")
+                return
+            self.__dict__["_daemon_id"] = result.get("daemon")
+            reroute_orphaned_output()
 
     # --- process exit --------------------------------------------------------------------------
     def _install_exit_handlers(self) -> None:

@@ -102,8 +102,10 @@ class Stirrer(BackgroundJob):
             if not self._motor_on:
                 return
             edges = self.hw.edges(self.tachometer)
-            rpm = (edges - self._last_edges) / TACHOMETER_PULSES_PER_REV / dt * 60.0
-            self._last_edges = edges
+            counted, self._last_edges = edges - self._last_edges, edges
+            if counted < 0:  # a new daemon (restart) counts from 0 again: measure next time
+                return
+            rpm = counted / TACHOMETER_PULSES_PER_REV / dt * 60.0
             self.measured_rpm = {"measured_rpm": round(rpm, 1), "timestamp": utc_iso()}
             duty = round(self.controller.update(self.target_rpm - rpm, dt), 2)
             if duty != self.duty_cycle:

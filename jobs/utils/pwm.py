@@ -44,11 +44,34 @@ def hw_request(job: Any, op: str, args: dict[str, Any]) -> dict[str, Any]:
     from pioreactor.channel import RequestFailed
 
     try:
-        return job._channel.request({"t": "hw", "op": op, "args": args}, timeout=10)
+        # `daemon`: whom we registered with; a new daemon keeps the request until we are back.
+        result = job._channel.request({"t": "hw", "op": op, "args": args,
+                                       "daemon": job.__dict__.get("_daemon_id")}, timeout=10)
     except RequestFailed as exc:
         if exc.code == "pin_busy":
             raise PWMLockError(str(exc)) from None
         raise HardwareRequestError(f"pioreactord refused {op} {args}: {exc}") from None
+    remember_pins(job, op, args)
+    return result
+
+
+def remember_pins(job: Any, op: str, args: dict[str, Any]) -> None:
+    """Keep what the daemon granted: the pins `job` holds and the duty cycles it drives. A new
+    daemon (after a restart) gets both at re-registration, locks them again and drives them again
+    on its own backend."""
+    if "pin" not in args:
+        return
+    pin = int(args["pin"])
+    locked = job.__dict__.setdefault("_locked_pins", set())
+    driven = job.__dict__.setdefault("_driven_pins", {})
+    if op == "lock":
+        locked.add(pin)
+    elif op == "unlock":
+        locked.discard(pin)
+    elif op == "pwm" and float(args["dc"]) > 0:
+        driven[pin] = {"pin": pin, "hz": float(args.get("hz") or 0), "dc": float(args["dc"])}
+    elif op in ("pwm", "pwm_off"):
+        driven.pop(pin, None)
 
 
 def check_duty_cycle(dc: Any) -> float:
@@ -76,7 +99,6 @@ class PWM:
     def lock(self) -> None:
         self._request("lock")
         self._locked = True
-        self._job.__dict__.setdefault("_locked_pins", set()).add(self.pin)
 
     def is_locked(self) -> bool:
         return self._locked
@@ -103,7 +125,6 @@ class PWM:
         if self._locked and not self._job_ended():
             self._request("unlock")
         self._locked = False
-        self._job.__dict__.get("_locked_pins", set()).discard(self.pin)
 
     def __enter__(self) -> PWM:
         return self

@@ -237,3 +237,22 @@ def test_config_error_exits_78_naming_the_key(make_daemon):
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 78
     assert "hardware" in run.stderr and "quantum" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_silent_job_is_reported_not_stopped(make_daemon):
+    d = make_daemon()
+    d.config.write_text(d.config.read_text().replace("stop_timeout = 3",
+                                                     "stop_timeout = 3\nsilent_job_warning = 1"))
+    d.add_plugin("tester", SETTINGS_JOB)
+    d.start()
+    d.pioctl("start", "tester")
+    pid = d.status()["tester"]["pid"]
+    os.kill(pid, signal.SIGSTOP)  # no more pings
+    try:
+        wait_for(lambda: d.query("SELECT count(*) FROM logs WHERE task='tester' AND level='WARNING' "
+                                 "AND message LIKE 'tester (pid %) has sent nothing for %'")[0][0] == 1,
+                 10, "the silence warning")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert d.status()["tester"]["pid"] == pid
+    assert "tester disconnected" in d.pioctl("stop", "tester").stdout

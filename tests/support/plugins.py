@@ -105,3 +105,60 @@ def click_optioned(initial_dc, dry_run, fast, extra):
     job = Optioned(get_unit_name(), get_latest_experiment_name(), initial_dc, dry_run, fast, extra)
     job.block_until_disconnected()
 '''
+
+CHATTY_JOB = '''
+import os
+import threading
+
+import click
+from pioreactor.background_jobs.base import BackgroundJob
+
+
+class Chatty(BackgroundJob):
+    """Acts on words dropped into its inbox file, and can log a numbered tick every `tick` s:
+    lets a test make a job speak while the daemon is away, without timing anything."""
+
+    job_name = "chatty"
+    published_settings = {
+        "note": {"datatype": "string", "settable": True},
+        "ticks": {"datatype": "integer", "settable": False},
+        "kept": {"datatype": "string", "settable": False, "persist": True},
+    }
+
+    def __init__(self, inbox, tick):
+        super().__init__()
+        self.inbox, self.tick = inbox, tick
+        self.note, self.kept, self.ticks = "first", "kept-value", 0
+        self._done = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while not self._done.wait(self.tick or 0.05):
+            if self.tick:
+                self.ticks += 1
+                self.logger.info(f"tick {self.ticks}")
+            self._read_inbox()
+
+    def _read_inbox(self):
+        try:
+            with open(self.inbox) as handle:
+                word = handle.read().strip()
+        except (FileNotFoundError, TypeError):
+            return
+        self.logger.info(f"heard {word}")
+        print(f"printed {word}", flush=True)  # stdout: a pipe to the daemon that started us
+        self.note = word
+        os.replace(self.inbox, self.inbox + ".done")
+
+    def on_disconnected(self):
+        self._done.set()
+
+
+@click.command(name="chatty")
+@click.option("--inbox", default=None)
+@click.option("--tick", type=float, default=0.0)
+def click_chatty(inbox, tick):
+    """A job a test can make speak through a file."""
+    job = Chatty(inbox, tick)
+    job.block_until_disconnected()
+'''

@@ -62,7 +62,9 @@ def test_pwm_requests_and_duty_cycle_checks():
     with PWM(13, 100, job=job) as pwm:
         pwm.lock()
         pwm.start(10)
+        assert job._driven_pins == {13: {"pin": 13, "hz": 100.0, "dc": 10.0}}  # for a new daemon
         pwm.change_duty_cycle(0)
+        assert job._driven_pins == {}
         with pytest.raises(ValueError, match="duty cycle 150 is outside 0..100"):
             pwm.change_duty_cycle(150)
         with pytest.raises(ValueError, match="'fast' is not a number"):
@@ -117,3 +119,38 @@ def test_daemon_and_jobs_share_the_pwm_pins_rule():
     assert pin_roles_from_pwm_section({"5": "heater"}, pins) == {21: "heater"}
     with pytest.raises(ValueError, match=r"\[PWM_pins\] 5 = x"):
         pwm_to_pin_from_section({"5": "x"})
+
+
+def test_a_pipe_nobody_reads_is_rerouted_to_the_log(monkeypatch):
+    import os
+    import sys
+
+    from pioreactor.background_jobs._orphan import (
+        GuardedStream,
+        LogStream,
+        pipe_broken,
+        reroute_orphaned_output,
+    )
+
+    read_end, write_end = os.pipe()
+    assert not pipe_broken(write_end)
+    os.close(read_end)  # the daemon that read it died
+    assert pipe_broken(write_end)
+    os.close(write_end)
+
+    lines: list[tuple[str, str]] = []
+    stream = LogStream(lambda level, text: lines.append((level, text)), "ERROR")
+    stream.write("Traceback (most recent call last):\n  File")
+    stream.write(" 'x.py'\n\nValueError: no")
+    stream.flush()
+    assert lines == [("ERROR", "Traceback (most recent call last):"), ("ERROR", "  File 'x.py'"),
+                     ("ERROR", "ValueError: no")]
+    read_end, write_end = os.pipe()
+    guarded = GuardedStream(open(write_end, "w"), write_end, lambda *line: lines.append(line), "INFO")
+    guarded.write("to the pipe\n")
+    assert os.read(read_end, 100) == b"to the pipe\n"
+    os.close(read_end)
+    monkeypatch.setattr(sys, "stdout", guarded)
+    assert reroute_orphaned_output() == []  # only fds 1 and 2 are checked: fd 1 here is pytest's
+    guarded.write("to the log\n")  # meets the broken pipe: switches, and the line is not lost
+    assert guarded.broken and lines[-1] == ("INFO", "to the log")
