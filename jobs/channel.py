@@ -178,7 +178,7 @@ class Channel:
 
     def _connection_changed(self) -> bool:
         """Monitor events; True once (re)connected. A lost connection is handed to the job as a
-        `daemon_gone` event (it reroutes its output: see background_jobs/_orphan.py)."""
+        `daemon_gone` event (it reroutes its output: see background_jobs/stdio_guard.py)."""
         connected = False
         while True:
             try:

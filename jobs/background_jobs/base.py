@@ -37,8 +37,8 @@ from typing import Any
 from pioreactord.protocol import JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire, utc_timestamp
 
 from ..channel import Channel, RequestFailed, check_daemon_listening
-from ._orphan import guard_standard_streams, reroute_orphaned_output
 from .settings import SettingRefused, cast_value, normalise_settings
+from .stdio_guard import guard_standard_streams, reroute_orphaned_output
 
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
