@@ -155,7 +155,6 @@ class Supervisor:
         self.sink.write(SAVE_SETTINGS_META, (job.job_id, json.dumps(job.settings)))
         if msg.get("adopt"):
             self._restore(job, msg)
-        if msg.get("adopt"):
             log.info("job adopted after a restart", job=job.name, pid=pid, state=job.state)
         else:
             log.debug("registered", job=job.name, pid=pid)
