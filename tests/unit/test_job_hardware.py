@@ -125,7 +125,7 @@ def test_a_pipe_nobody_reads_is_rerouted_to_the_log(monkeypatch):
     import os
     import sys
 
-    from pioreactor.background_jobs._orphan import (
+    from pioreactor.background_jobs.stdio_guard import (
         GuardedStream,
         LogStream,
         pipe_broken,
