@@ -214,8 +214,7 @@ class Daemon:
             if hang_file and os.path.exists(hang_file):
                 os.unlink(hang_file)
                 time.sleep(3600)  # test hook: a hung loop, so systemd's watchdog must act
-            self.notifier.watchdog()
-            self.notifier.status(self._status_text())
+            self.notifier.watchdog()  # STATUS= is sent when the jobs change (on_jobs_changed)
             self._reap_orphans()
             self.loop.call_later(interval, tick)
 

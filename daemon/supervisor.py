@@ -140,10 +140,13 @@ class Supervisor:
                 job = self._register_by_hand(name, pid, msg)
                 if job is None:
                     return {"ok": False, "error": f"process {pid} is gone", "code": "gone"}
+        renamed = job.name != name
         try:
             self.registry.rename(job, name)
         except AlreadyRunning as exc:
             return refusal(exc)
+        if renamed:
+            self._on_jobs_changed()
         self.registry.attach(job, identity)
         job.source = str(msg.get("source") or job.source)
         job.settings = {k: dict(v) for k, v in (msg.get("settings") or {}).items()}
