@@ -29,7 +29,7 @@ import structlog
 import zmq
 
 from . import remote
-from .bridge import Bridge, ConnectionChange, Incoming, Will
+from .bridge import Bridge, Will
 from .children import ExitInfo, Spawner, SubprocessSpawner, reap_orphans
 from .commands import CommandError, Control
 from .config import Config
@@ -164,6 +164,9 @@ class Daemon:
             log.info(note)
         for warning in self._startup_warnings:
             log.warning(warning)
+        # Current values: the bridge keeps them and publishes them again on every (re)connect.
+        self.publish(self.state_topic, b"ready", qos=2, retain=True)
+        self.gpio.publish_state()
         self.notifier.ready(self._status_text())
         self._schedule_watchdog()
         while not self._finished():
@@ -178,33 +181,16 @@ class Daemon:
     def _on_wake(self) -> None:
         while self._signals:
             self._handle_signal(self._signals.pop(0))
-        while True:
-            try:
-                event = self.bridge.events.get_nowait()
-            except Exception:  # queue.Empty
-                break
-            if isinstance(event, Incoming):
-                self.remote.handle(event)
-                self.jobs.forward(event)
-                self.control.forward(event)
-            elif isinstance(event, ConnectionChange):
-                self._on_connection(event)
+        for event in self.bridge.take_events():  # also logs connection changes, refills paho
+            self.remote.handle(event)
+            self.jobs.forward(event)
+            self.control.forward(event)
 
     def _handle_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.begin_shutdown(signal.Signals(signum).name)
         elif signum == signal.SIGHUP:
             self._reload()
-
-    def _on_connection(self, change: ConnectionChange) -> None:
-        if not change.connected:
-            log.warning("broker connection lost; retrying", reason=change.reason)
-            return
-        log.info("connected to the broker",
-                 broker=f"{self.config.broker_address}:{self.config.broker_port}")
-        self.bridge.resubscribe_all()
-        self.publish(self.state_topic, b"ready", qos=2, retain=True)
-        self.gpio.publish_state()
 
     def _schedule_watchdog(self) -> None:
         interval = self.notifier.watchdog_interval or 5.0
@@ -285,11 +271,13 @@ class Daemon:
             self.supervisor.finish(job, ExitInfo(None), clean=False)
 
     # --- MQTT ----------------------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
-        return self.bridge.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> None:
+        self.bridge.publish(topic, payload, qos=qos, retain=retain)
 
     def _publish_log(self, topic: str, payload: bytes) -> None:
-        self.bridge.publish(topic, payload, qos=1, retain=False)
+        # QoS 0: a log line is in SQLite already, and a QoS 1 PUBACK in a start burst of QoS 2
+        # state makes small writes wait for TCP's delayed ACK (issue 14).
+        self.bridge.publish(topic, payload, qos=0, retain=False)
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:
@@ -308,8 +296,8 @@ class Daemon:
             self.supervisor.finish(job, ExitInfo(None), clean=False)
         self.spawner.stop()
         log.info("pioreactord stopped")
-        info = self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
-        _wait_published(info, 3.0)
+        self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
+        self.bridge.flush(3.0)
         self.bridge.stop()
         self.gpio.close()
         self.sink.close()
@@ -334,14 +322,3 @@ def _process_start(pid: int, started_at: str) -> float | None:
     except (psutil.Error, ValueError):
         return None
     return created if created <= recorded.timestamp() + PID_REUSE_SLACK else None
-
-
-def _wait_published(info: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if info.is_published():
-                return
-        except RuntimeError:  # paho 1.6 while disconnected: this message will never go out
-            return
-        time.sleep(0.02)  # shutdown only: the loop is done, nothing else waits on us

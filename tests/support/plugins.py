@@ -162,3 +162,73 @@ def click_chatty(inbox, tick):
     job = Chatty(inbox, tick)
     job.block_until_disconnected()
 '''
+
+FLOOD_JOB = '''
+import threading
+import time
+
+import click
+from pioreactor.background_jobs.base import BackgroundJob
+
+
+class Flood(BackgroundJob):
+    """Logs numbered lines "line N": `burst` = N logs N at once, `--rate R` logs R a second
+    for as long as it runs; `sent` is published after each burst (the lines logged so far).
+    `spin` = N sets the setting `value` to 1, 2, ... N as fast as it can."""
+
+    job_name = "flood"
+    published_settings = {
+        "burst": {"datatype": "integer", "settable": True},
+        "spin": {"datatype": "integer", "settable": True},
+        "value": {"datatype": "integer", "settable": False},
+        "sent": {"datatype": "integer", "settable": False},
+    }
+
+    def __init__(self, rate):
+        super().__init__()
+        self.burst, self.spin, self.value, self.sent = 0, 0, 0, 0
+        self._count, self._lock, self._done = 0, threading.Lock(), threading.Event()
+        if rate:
+            threading.Thread(target=self._steady, args=(rate,), daemon=True).start()
+
+    def _line(self):
+        with self._lock:
+            self._count += 1
+            self.logger.info(f"line {self._count}")
+
+    def set_burst(self, n):
+        self.burst = n
+        threading.Thread(target=self._burst, args=(n,), daemon=True).start()
+
+    def _burst(self, n):
+        for _ in range(n):
+            self._line()
+        self.sent = self._count
+
+    def set_spin(self, n):
+        self.spin = n
+        threading.Thread(target=self._spin, args=(n,), daemon=True).start()
+
+    def _spin(self, n):
+        for i in range(1, n + 1):
+            self.value = i
+
+    def _steady(self, rate):
+        began, k = time.monotonic(), 0
+        while not self._done.is_set():
+            k += 1
+            self._line()
+            delay = began + k / rate - time.monotonic()
+            if delay > 0:
+                self._done.wait(delay)
+
+    def on_disconnected(self):
+        self._done.set()
+
+
+@click.command(name="flood")
+@click.option("--rate", type=float, default=0.0)
+def click_flood(rate):
+    job = Flood(rate)
+    job.block_until_disconnected()
+'''
