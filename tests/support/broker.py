@@ -27,9 +27,10 @@ def free_port() -> int:
 class Broker:
     """`stock=True`: mosquitto's own defaults (max_queued_messages 1000 per client), else a queue
     big enough for tests that flood a subscriber. `users`: {name: password}, anonymous refused.
-    `start=False`: the port is chosen (nothing listens on it) and `start()` comes later."""
+    `start=False`: the port is chosen (nothing listens on it) and `start()` comes later.
+    `extra_conf`: more mosquitto.conf lines."""
 
-    def __init__(self, *, port: int | None = None, stock: bool = False,
+    def __init__(self, extra_conf: str = "", *, port: int | None = None, stock: bool = False,
                  users: dict[str, str] | None = None, start: bool = True) -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -48,7 +49,7 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {passwords}"]
         else:
             lines += ["allow_anonymous true"]
-        conf.write_text("\n".join(lines) + "\n")
+        conf.write_text("\n".join(lines) + "\n" + extra_conf)
         self.conf = conf
         self.process: subprocess.Popen | None = None
         if start:
