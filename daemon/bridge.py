@@ -234,9 +234,6 @@ class Bridge:
             if self.connected:
                 self._client.unsubscribe(pattern)
 
-    def subscription_count(self, pattern: str) -> int:
-        return self._subscriptions[pattern]
-
     # --- main thread internals ---------------------------------------------------------------
     def _pump(self) -> None:
         while self.connected:
