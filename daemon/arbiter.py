@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any

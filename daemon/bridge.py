@@ -188,6 +188,12 @@ class Bridge:
         self._outbox.put(topic, data, qos, retain)
         self._pump()
 
+    def publish_many(self, messages: list[tuple[str, bytes]], *, qos: int = 0) -> None:
+        """Queue many non-retained messages (a loop pass's log lines) and send once."""
+        for topic, payload in messages:
+            self._outbox.put(topic, payload, qos, False)
+        self._pump()
+
     def take_events(self) -> list[Incoming]:
         """Called by the main loop on every wake: takes the network thread's news (logging
         connection changes, counting acknowledgements), refills paho, returns broker messages."""
