@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from .confirm import PRUNE_SEQ, Confirmations
 from .gpio import GpioService
 from .jobchannel import JOB_REQUEST_TIMEOUT, JobChannel
 from .registry import AlreadyRunning, Job, PinBusy, Registry
@@ -41,8 +42,11 @@ class JobMessages:
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
             "publish": self._on_publish, "ping": self._on_ping, "state": self._on_state,
             "setting": self._on_setting, "subscribe": self._on_subscribe, "hw": self._on_hw,
-            "bye": self._on_bye, "reply": self._on_reply,
+            "bye": self._on_bye, "reply": self._on_reply, "resending": self._on_resending,
         }
+        # Numbered log lines and settings: each admitted once, confirmed once committed.
+        self.confirmations = Confirmations(loop=self.loop, sink=supervisor.sink, send=channel.send)
+        supervisor.sink.write(PRUNE_SEQ, ())
 
     def handle(self, identity: bytes, msg: dict[str, Any], payload: bytes | None) -> None:
         handler = self._handlers.get(str(msg.get("t")))
@@ -52,7 +56,8 @@ class JobMessages:
         job = self.registry.by_identity(identity)
         if job is not None:
             job.last_seen = time.monotonic()
-        handler(identity, job, msg, payload)
+        if self.confirmations.admit(identity, msg):  # else a duplicate, or beyond a gap
+            handler(identity, job, msg, payload)
 
     def send(self, identity: bytes, header: dict[str, Any]) -> None:
         self.channel.send(identity, header)
@@ -107,13 +112,18 @@ class JobMessages:
                                             "code": "not_registered"})
 
     def _on_log(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
-        self.supervisor.job_log(job, msg)  # logged even before re-registration: never lose a line
+        # Logged even before re-registration: never lose a line.
+        self.supervisor.job_log(job, msg, self.confirmations.origin(identity, msg))
 
     def _on_publish(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         self._publish(str(msg["topic"]), payload or b"", qos=int(msg.get("qos", 0)),
                       retain=bool(msg.get("retain", False)))
 
+    def _on_resending(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        self.confirmations.resending(identity, msg)
+
     def _on_ping(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        self.confirmations.ping(identity, msg)
         if job is None:
             self._unknown(identity)
         self.send(identity, {"t": "pong", "daemon": self._daemon_id})

@@ -34,6 +34,7 @@ class LogRecord:
     source: str  # "app" for built-in jobs and the daemon, the plugin's name for plugins
     experiment: str
     timestamp: str
+    origin: tuple[str, int] | None = None  # (job instance, seq): a numbered line (confirm.py)
 
     @classmethod
     def now(cls, level: str, message: str, task: str, experiment: str, source: str = "app"):
@@ -65,7 +66,8 @@ class LogHub:
                  f"{record.level.lower()}")
         self._publish(topic, json.dumps(payload, separators=(",", ":")).encode())
         self._sink.write(INSERT_LOG, (record.experiment, self._unit, record.timestamp,
-                                      record.message, record.source, record.level, record.task))
+                                      record.message, record.source, record.level, record.task),
+                         origin=record.origin)
         line = f"{record.timestamp} {record.level:<8} [{record.task}] {record.message}"
         self._file.log(LEVELS[record.level], line)
         if LEVELS[record.level] >= self._console_level:

@@ -12,8 +12,11 @@ import json
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from .protocol import utc_timestamp
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (experiment TEXT NOT NULL, pioreactor_unit TEXT NOT NULL,
@@ -29,6 +32,9 @@ CREATE TABLE IF NOT EXISTS pio_job_published_settings (setting TEXT NOT NULL, va
 -- Ours: a job's published_settings metadata (JSON), so that the next daemon, after a crash, can
 -- clear the non-persist settings of a job that ended meanwhile.
 CREATE TABLE IF NOT EXISTS pioreactord_job_settings (job_id INTEGER PRIMARY KEY, settings TEXT NOT NULL);
+-- Ours: the highest numbered log line or setting committed per job instance (confirm.py).
+CREATE TABLE IF NOT EXISTS pioreactord_job_seq (instance TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+  updated_at TEXT NOT NULL);
 """
 
 INSERT_LOG = "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -41,6 +47,8 @@ SAVE_SETTINGS_META = "INSERT OR REPLACE INTO pioreactord_job_settings VALUES (?,
 UPSERT_SETTING = """INSERT INTO pio_job_published_settings
   (setting, value, created_at, updated_at, job_id) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (setting, job_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"""
+
+UPSERT_SEQ = "INSERT OR REPLACE INTO pioreactord_job_seq (instance, seq, updated_at) VALUES (?, ?, ?)"
 
 BATCH = 500
 _STOP = object()
@@ -64,6 +72,8 @@ class Sink:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="sqlite-sink", daemon=True)
         self._idle = threading.Event()
+        # Called by the writer thread after a commit that held numbered lines (it only posts).
+        self.on_committed: Callable[[dict[str, int]], None] = lambda origins: None
 
     # --- start-up reads (main thread, before start()) ------------------------------------------
     def next_job_id(self) -> int:
@@ -94,9 +104,24 @@ class Sink:
     def start(self) -> None:
         self._thread.start()
 
-    def write(self, sql: str, params: tuple) -> None:
+    def write(self, sql: str, params: tuple, origin: tuple[str, int] | None = None) -> None:
+        """Queue a row. `origin` (job instance, seq) numbers a job's log line: the highest seq
+        of each instance in a transaction is written in that same transaction
+        (pioreactord_job_seq), and `on_committed({instance: seq})` is called after it."""
         self._idle.clear()
-        self._queue.put((sql, params))
+        self._queue.put((sql, params, origin) if origin else (sql, params))
+
+    def committed_seq(self, instance: str) -> int:
+        """The highest numbered message committed for a job instance (0: none); main thread."""
+        reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        try:
+            row = reader.execute("SELECT seq FROM pioreactord_job_seq WHERE instance = ?",
+                                 (instance,)).fetchone()
+        except sqlite3.Error:
+            return 0
+        finally:
+            reader.close()
+        return int(row[0]) if row else 0
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush everything queued, then stop the writer."""
@@ -120,8 +145,16 @@ class Sink:
                 except queue.Empty:
                     break
             rows = [b for b in batch if b is not None and b is not _STOP]
+            origins: dict[str, int] = {}
+            for row in rows:
+                if len(row) == 3:
+                    origins[row[2][0]] = max(row[2][1], origins.get(row[2][0], 0))
             if rows:
-                self._commit(rows)
+                now = utc_timestamp()
+                self._commit([(sql, params) for sql, params, *_ in rows]
+                             + [(UPSERT_SEQ, (i, seq, now)) for i, seq in origins.items()])
+            if origins:
+                self.on_committed(origins)
             if self._queue.empty():
                 self._idle.set()
             if _STOP in batch:

@@ -224,15 +224,19 @@ class Supervisor(Ending):
     def said_bye(self, job: Job) -> None:
         job.said_bye = True
 
-    def job_log(self, job: Job | None, msg: dict[str, Any]) -> None:
+    def job_log(self, job: Job | None, msg: dict[str, Any],
+                origin: tuple[str, int] | None = None) -> None:
         """A job's log line, stamped when the job emitted it (lines buffered while the daemon
-        was away keep their time); a job not registered (yet) says its experiment itself."""
+        was away keep their time); a job not registered (yet) says its experiment itself.
+        `origin`: (job instance, seq) of a numbered line, committed with it (confirm.py)."""
         experiment = job.experiment if job else str(msg.get("experiment") or self._experiment())
         record = LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
                                str(msg.get("task") or (job.name if job else "?")), experiment,
                                str(msg.get("source") or (job.source if job else "app")))
         if msg.get("timestamp"):
             record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
+        if origin is not None:
+            record = dataclasses.replace(record, origin=origin)
         self.hub.emit(record)
 
     # --- adoption after a daemon restart ------------------------------------------------------

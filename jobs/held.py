@@ -1,7 +1,8 @@
-"""What a job has for the daemon: the frames waiting for the socket, and the log lines and
-settings sent but not yet confirmed (the daemon's `ack` follows its SQLite commit).
+"""What a job has for the daemon: the frames waiting for the socket, and the log lines sent but
+not yet confirmed (the daemon's `ack` follows its SQLite commit). Settings are current values:
+the job sends them all again when it registers with a new daemon (link.py).
 
-Every log line and setting gets a sequence number (`seq`, per channel: per job instance) and is
+Every log line gets a sequence number (`seq`, per channel: per job instance) and is
 held until an `ack` covers it; a `resend` (the daemon saw a gap, e.g. it restarted and lost what
 its predecessor had not read) puts the held ones from a number on back at the front, behind a
 `resending` marker. The daemon drops what it already has by `seq`.
@@ -24,7 +25,7 @@ from typing import Any
 
 from pioreactord.protocol import encode
 
-SEQUENCED = frozenset({"log", "setting"})
+SEQUENCED = frozenset({"log"})  # settings are current values: sent again at re-registration
 MAX_LOG_LINES = 20_000
 MAX_LOG_BYTES = 8 * 2**20
 MAX_WAITING = 100_000

@@ -18,13 +18,14 @@ def take_all(held: Held) -> list[dict]:
     return out
 
 
-def test_log_lines_and_settings_are_numbered_and_held_until_confirmed() -> None:
+def test_log_lines_are_numbered_and_held_until_confirmed() -> None:
     held = Held()
     held.add(log(1), None)
     held.add({"t": "state", "state": "ready"}, None)
-    held.add({"t": "setting", "name": "x", "value": "1"}, None)
+    held.add({"t": "setting", "name": "x", "value": "1"}, None)  # a current value: not held
+    held.add(log(2), None)
     sent = take_all(held)
-    assert [m.get("seq") for m in sent] == [1, None, 2] and held.sent_upto == 2
+    assert [m.get("seq") for m in sent] == [1, None, None, 2] and held.sent_upto == 2
     assert held.unconfirmed() == 2
     held.confirmed(1)
     assert held.unconfirmed() == 1
