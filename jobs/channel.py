@@ -39,6 +39,17 @@ SEND_HWM = 1_000  # ZeroMQ's queue: a window only, what waits is in Held
 CLOSE_CONFIRM_SECONDS = 2.0  # at close, how long to wait for the daemon to confirm the last lines
 
 
+_prepared_contexts: list[zmq.Context] = []  # see prepare_context
+
+
+def prepare_context() -> None:
+    """Make the ZeroMQ context of this process's next Channel now (its I/O thread starts here).
+    The fork server's spare does it while it waits to become a job, off the start's path. Never
+    in a process that forks afterwards: a forked child must not inherit a context."""
+    if not _prepared_contexts:
+        _prepared_contexts.append(zmq.Context())
+
+
 class DaemonUnavailable(ConnectionError):
     pass
 
@@ -95,7 +106,7 @@ class Channel:
         # No heartbeat until the job has registered: a ping from an identity the daemon does not
         # know yet is answered with `who`, which would make the job register a second time.
         self._heartbeat = threading.Event()
-        self._context = zmq.Context()
+        self._context = _prepared_contexts.pop() if _prepared_contexts else zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.ROUTING_ID, identity.encode())
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
