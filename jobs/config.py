@@ -53,18 +53,38 @@ def config_path() -> str:
     return os.environ.get(CONFIG_ENV) or DEFAULT_PATH
 
 
+def _file_identity(path: str) -> tuple[int, ...] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
 class _LazyConfig:
     """Reads the file on first use; `reload()` forgets it (tests, long-lived scripts)."""
 
     def __init__(self) -> None:
         self._loaded: JobConfig | None = None
+        self._read: tuple[str, tuple[int, ...] | None] | None = None  # path and identity read
 
     def reload(self) -> None:
         self._loaded = None
 
+    def refresh(self) -> None:
+        """Forget the file unless the same path names the same file, unchanged since it was read.
+        A job forked from the fork server keeps the config the server parsed: a parse costs
+        about a millisecond and writes pages every job would otherwise copy."""
+        path = config_path()
+        if self._read != (path, _file_identity(path)) or self._read[1] is None:
+            self._loaded = None
+
     def __getattr__(self, name: str) -> Any:
         if self._loaded is None:
-            self._loaded = JobConfig(config_path())
+            path = config_path()
+            identity = _file_identity(path)  # before reading: a change while reading shows later
+            self._loaded = JobConfig(path)
+            self._read = (path, identity)
         return getattr(self._loaded, name)
 
     def __getitem__(self, key: str) -> Any:
