@@ -30,6 +30,17 @@ HEARTBEAT_SECONDS = 2.0
 SEND_HWM = 100_000  # messages buffered while the daemon restarts
 
 
+_prepared_contexts: list[zmq.Context] = []  # see prepare_context
+
+
+def prepare_context() -> None:
+    """Make the ZeroMQ context of this process's next Channel now (its I/O thread starts here).
+    The fork server's spare does it while it waits to become a job, off the start's path. Never
+    in a process that forks afterwards: a forked child must not inherit a context."""
+    if not _prepared_contexts:
+        _prepared_contexts.append(zmq.Context())
+
+
 class DaemonUnavailable(ConnectionError):
     pass
 
@@ -83,7 +94,7 @@ class Channel:
         # No heartbeat until the job has registered: a ping from an identity the daemon does not
         # know yet is answered with `who`, which would make the job register a second time.
         self._heartbeat = threading.Event()
-        self._context = zmq.Context()
+        self._context = _prepared_contexts.pop() if _prepared_contexts else zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.ROUTING_ID, identity.encode())
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)

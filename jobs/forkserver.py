@@ -8,7 +8,8 @@ no threads, no ZeroMQ context, so forking is safe.
 A job must be the daemon's child (the daemon is a child subreaper), so the server double-forks:
 the intermediate process exits at once and its child is re-parented to the daemon. It does so
 *ahead* of the next request: that child, the *spare*, waits for a request already as the daemon's
-child, with its own session and Python's signal dispositions. A start forks nothing: the server
+child, with its own session, Python's signal dispositions and the ZeroMQ context its channel
+will use. A start forks nothing: the server
 checks the request and hands it (and its descriptors) to the spare, which acknowledges it and
 becomes the job; the reply is the spare's pid; then the server makes the next spare. A server
 that is stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare
@@ -194,6 +195,9 @@ def _spare_main(channel: socket.socket) -> ForkRequest:
     set_process_name("pio-forkspare")
     os.setsid()
     reset_signals()
+    from pioreactor.channel import prepare_context
+
+    prepare_context()  # it never forks again: its ZeroMQ context can start its thread now
     try:
         message, fds, flags, _ = socket.recv_fds(channel, FORK_MESSAGE_MAX, STDIO,
                                                  socket.MSG_CMSG_CLOEXEC)
