@@ -55,3 +55,21 @@ def test_refresh_rereads_a_file_that_was_missing(tmp_path, monkeypatch):
     path.write_text("[od_reading]\ninterval = 3\n")
     config.refresh()
     assert config.get("od_reading", "interval") == "3"
+
+
+def test_refresh_rereads_once_a_plugin_with_defaults_is_installed(tmp_path, monkeypatch):
+    from pioreactord.plugins_site import DEFAULTS, SITE, plugins_root
+
+    state = tmp_path / "state"
+    path = tmp_path / "pioreactord.ini"
+    path.write_text(f"[pioreactord]\nstate_dir = {state}\n")
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    config = _LazyConfig()
+    assert config.get("relay.config", "start_on", fallback="unset") == "unset"
+    config.refresh()
+    assert config.get("relay.config", "start_on", fallback="unset") == "unset"
+    plugin = plugins_root(state) / "relay"
+    (plugin / SITE).mkdir(parents=True)
+    (plugin / DEFAULTS).write_text("[relay.config]\nstart_on = 1\n")
+    config.refresh()
+    assert config.get("relay.config", "start_on") == "1"
