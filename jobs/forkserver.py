@@ -43,6 +43,7 @@ STDIO = 3  # stdin, stdout, stderr arrive with each request
 PYTHON_SIGNALS: dict[int, Any] = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: signal.SIG_IGN,
                   signal.SIGXFSZ: signal.SIG_IGN}
 ACCEPTED = b"taken"  # the spare's answer once it holds a request
+BASE_ENVIRONMENT: dict[str, str] = {}  # the server's os.environ, which every job starts with
 
 
 @dataclass
@@ -60,7 +61,9 @@ def main(argv: list[str]) -> int:
     server = socket.socket(fileno=int(argv[0]))
     set_process_name("pio-forkserver")
     gc.disable()  # no collection may dirty the pages every job shares; jobs enable it again
+    reset_signals()  # once here: spares and jobs inherit Python's own dispositions and mask
     preload()
+    BASE_ENVIRONMENT.update(os.environ)
     gc.freeze()
     server.send(encode({"t": "ready", "pid": os.getpid()})[0])
     request = serve(server)  # returns only in a job process
@@ -194,7 +197,6 @@ def _spare_main(channel: socket.socket) -> ForkRequest:
     """In the spare: what every job needs first, done before any request; then wait for one."""
     set_process_name("pio-forkspare")
     os.setsid()
-    reset_signals()
     from pioreactor.channel import prepare_context
 
     prepare_context()  # it never forks again: its ZeroMQ context can start its thread now
@@ -217,7 +219,7 @@ def become_job(request: ForkRequest) -> None:
     for target, fd in enumerate(request.stdio):
         os.dup2(fd, target)
         os.close(fd)
-    adopt_environment(request.env)
+    adopt_environment(request.env, BASE_ENVIRONMENT)
     try:
         os.chdir(request.cwd)
     except OSError:
@@ -228,13 +230,14 @@ def become_job(request: ForkRequest) -> None:
     set_process_name(request.argv[0] if request.argv else "job")
 
 
-def adopt_environment(wanted: dict[str, str]) -> None:
-    """os.environ becomes `wanted`. Only what differs is changed: the server's environment is the
-    daemon's, like the job's, and every key rewritten is a putenv and pages copied on write."""
-    for key in [key for key in os.environ if key not in wanted]:
+def adopt_environment(wanted: dict[str, str], inherited: dict[str, str]) -> None:
+    """os.environ (now `inherited`) becomes `wanted`. Only what differs is changed: the server's
+    environment is the daemon's, like the job's, and every key rewritten is a putenv and pages
+    copied on write (so is every key os.environ decodes: `inherited` is a plain dict)."""
+    for key in [key for key in inherited if key not in wanted]:
         del os.environ[key]
     for key, value in wanted.items():
-        if os.environ.get(key) != value:
+        if inherited.get(key) != value:
             os.environ[key] = value
 
 
@@ -265,8 +268,11 @@ def forget_cached_config() -> None:
 def set_process_name(name: str) -> None:
     """What `ps -e` and `top` show (15 bytes): every forked process has the server's cmdline."""
     try:
-        with open("/proc/self/comm", "w", encoding="utf-8") as comm:
-            comm.write(name[:15])
+        comm = os.open("/proc/self/comm", os.O_WRONLY)
+        try:
+            os.write(comm, name.encode()[:15])
+        finally:
+            os.close(comm)
     except OSError:
         pass
 

@@ -1,0 +1,19 @@
+"""A forked job's environment: exactly the one the daemon sent, reached by changing the difference."""
+
+from __future__ import annotations
+
+import os
+
+from pioreactor.forkserver import adopt_environment
+
+
+def test_the_environment_becomes_the_wanted_one(monkeypatch):
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("KEPT", "same")
+    monkeypatch.setenv("CHANGED", "old")
+    monkeypatch.setenv("DROPPED", "gone soon")
+    wanted = {"KEPT": "same", "CHANGED": "new", "ADDED": "token"}
+    adopt_environment(wanted, dict(os.environ))
+    assert dict(os.environ) == wanted
+    assert os.getenv("CHANGED") == "new" and os.getenv("DROPPED") is None  # the C environment too
