@@ -200,6 +200,7 @@ def _spare_main(channel: socket.socket) -> ForkRequest:
     from pioreactor.channel import prepare_context
 
     prepare_context()  # it never forks again: its ZeroMQ context can start its thread now
+    rehearse()
     try:
         message, fds, flags, _ = socket.recv_fds(channel, FORK_MESSAGE_MAX, STDIO,
                                                  socket.MSG_CMSG_CLOEXEC)
@@ -211,6 +212,22 @@ def _spare_main(channel: socket.socket) -> ForkRequest:
         os._exit(1)
     channel.close()
     return request
+
+
+def rehearse() -> None:
+    """Load a typical plugin and run its command's option parsing, then forget it: the pages
+    every start copies on write for these steps are copied now, while the spare waits."""
+    from pathlib import Path
+
+    from pioreactor import catalog
+
+    try:
+        module = catalog._load_file(Path(__file__).with_name("_rehearsal.py"))
+        module.click_rehearsal.main(args=["--value", "2", "--dry-run"], standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001 - a rehearsal only saves time; the job runs anyway
+        print(f"fork server spare: rehearsal failed: {exc!r}", file=sys.stderr)
+    finally:
+        sys.modules.pop("pioreactor_plugins._rehearsal", None)
 
 
 def become_job(request: ForkRequest) -> None:

@@ -1,4 +1,4 @@
-"""A forked job's environment: exactly the one the daemon sent, reached by changing the difference."""
+"""The fork server's job-side steps: the environment reached by changing the difference; the rehearsal."""
 
 from __future__ import annotations
 
@@ -17,3 +17,13 @@ def test_the_environment_becomes_the_wanted_one(monkeypatch):
     adopt_environment(wanted, dict(os.environ))
     assert dict(os.environ) == wanted
     assert os.getenv("CHANGED") == "new" and os.getenv("DROPPED") is None  # the C environment too
+
+
+def test_the_rehearsal_runs_and_leaves_no_plugin_behind(capsys):
+    import sys
+
+    from pioreactor.forkserver import rehearse
+
+    rehearse()
+    assert capsys.readouterr().err == ""  # it says so when it fails
+    assert "pioreactor_plugins._rehearsal" not in sys.modules
