@@ -6,6 +6,7 @@ Prints a Markdown table (median, min–max, n; the ratio to the yardstick; the g
 it ran on. Medians of n rounds; the interpreter yardstick is measured at the start and at the end
 and both halves count. Starts its own mosquitto twice, a stock one and one with
 `set_tcp_nodelay true`, and its own daemons (tests/support), and kills all of them at the end.
+Then runs the other benches that exist (bench/pioctl.py, bench/log_throughput.py) as they are.
 Run it with the interpreter of a regular install (bench/run.sh does): an editable install slows
 every interpreter start and so every figure that includes one.
 """
@@ -94,6 +95,22 @@ def spawn_figures(broker: Broker, rounds: int) -> dict[str, Figure]:
         daemon.cleanup()
 
 
+# The other engineers' benches, run as they are and printed after the table (script, arguments).
+EXTRA = (("pioctl.py", ["--venv", sys.prefix]), ("log_throughput.py", []))
+
+
+def run_extra(rounds: int) -> None:
+    here = Path(__file__).resolve().parent
+    for script, arguments in EXTRA:
+        if not (here / script).exists():
+            continue
+        print(f"\n$ bench/{script} -n {rounds} {' '.join(arguments)}", flush=True)
+        done = subprocess.run([sys.executable, str(here / script), "-n", str(rounds), *arguments],
+                              capture_output=True, text=True)
+        failed = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        print(done.stdout.rstrip() if done.returncode == 0 else f"failed: {failed}", flush=True)
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.machine())
@@ -114,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=10, help="rounds per figure (>= 10 for the table)")
     parser.add_argument("--lines", type=int, default=5000, help="log lines per burst")
+    parser.add_argument("--no-extra", action="store_true", help="skip the other benches")
     options = parser.parse_args()
     n = options.n
     print(f"machine: {machine()}", flush=True)
@@ -147,6 +165,8 @@ def main() -> None:
     print("\n| Pioreactor | figure | ratio to that day's `python -c pass` (22 ms) |\n|---|---|---|")
     for what, figure, ratio in PIOREACTOR:
         print(f"| {what} | {figure} | {'' if ratio is None else f'{ratio:.2f}×'} |")
+    if not options.no_extra:
+        run_extra(n)
 
 
 if __name__ == "__main__":
