@@ -38,6 +38,7 @@ from .protocol import (
     to_wire,
     utc_timestamp,
 )
+from .reexec import DAEMON_ONLY_ENV
 from .registry import AlreadyRunning, Job, Registry
 from .sink import END_JOB, INSERT_JOB, SAVE_SETTINGS_META, UPDATE_JOB_PID, UPSERT_SETTING, Sink
 
@@ -97,6 +98,8 @@ class Supervisor:
                     JOB_SOCKET_ENV: str(self.config.job_socket), "PYTHONUNBUFFERED": "1"})
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
         env.pop("WATCHDOG_USEC", None)
+        for key in DAEMON_ONLY_ENV:  # what the daemon hands its own re-exec'd image
+            env.pop(key, None)
         return env
 
     def _job_env(self, job: Job) -> dict[str, str]:
@@ -300,6 +303,21 @@ class Supervisor:
         os.close(job.pidfd)  # type: ignore[arg-type]
         clean = job.said_bye and exit_info.exit_code in (0, None)
         self.finish(job, exit_info, clean)
+
+    def hand_over_pipes(self) -> dict[int, tuple[int | None, int | None]]:
+        """Before a re-exec: pid -> (stdout, stderr) of every child job's output pipes, no
+        longer watched here (held output is logged first), for the next image to read."""
+        pipes: dict[int, tuple[int | None, int | None]] = {}
+        for job in self.registry.jobs.values():
+            child = job.child
+            if child is None or not child.is_child or not job.pid:
+                continue
+            for fd, is_err in ((child.stdout_fd, False), (child.stderr_fd, True)):
+                self._flush_output(job, is_err)
+                if fd is not None:
+                    self.loop.unwatch(fd)
+            pipes[job.pid] = (child.stdout_fd, child.stderr_fd)
+        return pipes
 
     def _flush_output(self, job: Job, is_stderr: bool) -> None:
         texts = self._held_output.pop((job.job_id, is_stderr), [])
