@@ -13,7 +13,15 @@ import psutil
 import pytest
 
 from pioreactord.reexec import ExecState, read_exec_state
-from tests.integration.test_restart import STIRRING_INI, alive, payload, pwms, say, start_both, topic
+from tests.integration.test_restart import (
+    STIRRING_INI,
+    alive,
+    payload,
+    pwms,
+    say,
+    start_both,
+    topic,
+)
 from tests.support.daemon import Daemon
 from tests.support.plugins import CHATTY_JOB
 from tests.support.waiting import wait_for
