@@ -33,6 +33,7 @@ from .bridge import Bridge, ConnectionChange, Incoming, Will
 from .children import ExitInfo, Spawner, SubprocessSpawner, reap_orphans
 from .commands import CommandError, Control
 from .config import Config
+from .dbfile import check_writable_dir
 from .experiment import ExperimentStore
 from .forkserver import ForkServerSpawner
 from .gpio import GpioService
@@ -71,11 +72,11 @@ class Daemon:
         self._exit_deadline: float | None = None
         self._startup_warnings = list(startup_warnings)
         self._startup_notes = list(startup_notes)
-        for directory in (config.runtime_dir, config.state_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        config.runtime_dir.mkdir(parents=True, exist_ok=True)
+        check_writable_dir(config.state_dir, "state_dir")  # StorageError: main exits 78
         self._lock_file = self._take_lock()
         self.experiments = ExperimentStore(config.state_dir, config.experiment)
-        self.sink = Sink(config.database)
+        self.sink = Sink(config.database, report=self._report_storage)
         self.bridge = Bridge(client_id=f"pioreactord-{config.unit}-{self.daemon_id}",
                              host=config.broker_address, port=config.broker_port,
                              will=Will(self.state_topic, b"lost"), wake=self.loop.wake,
@@ -125,6 +126,11 @@ class Daemon:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         return handle
+
+    def _report_storage(self, level: str, message: str) -> None:
+        """The SQLite writer's own troubles (its thread): logged from the loop, so they reach
+        MQTT, the log file and the console too, not only the database that is failing."""
+        self.loop.post(lambda: getattr(log, level.lower())(message))
 
     def _bind(self, path) -> zmq.Socket:
         socket = self.zmq.socket(zmq.ROUTER)
