@@ -83,7 +83,8 @@ class Daemon:
                              username=config.mqtt_username, password=config.mqtt_password,
                              use_tls=config.mqtt_use_tls)
         self.hub = LogHub(unit=config.unit, sink=self.sink, log_file=config.log_file,
-                          console_level=config.console_log_level, publish=self._publish_log)
+                          console_level=config.console_log_level,
+                          publish_many=self._publish_logs, schedule=self.loop.post)
         configure_structlog(lambda level, message: self.hub.emit(
             LogRecord.now(level, message, "pioreactord", self.experiment())))
         self.gpio = GpioService(registry=self.registry, backend=backend, unit=config.unit,
@@ -294,8 +295,9 @@ class Daemon:
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
         return self.bridge.publish(topic, payload, qos=qos, retain=retain)
 
-    def _publish_log(self, topic: str, payload: bytes) -> None:
-        self.bridge.publish(topic, payload, qos=1, retain=False)
+    def _publish_logs(self, messages: list[tuple[str, bytes]]) -> None:
+        for topic, payload in messages:
+            self.bridge.publish(topic, payload, qos=1, retain=False)
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:
@@ -314,10 +316,12 @@ class Daemon:
             self.supervisor.finish(job, ExitInfo(None), clean=False)
         self.spawner.stop()
         log.info("pioreactord stopped")
+        self.hub.flush()  # this last pass's lines: the loop that would flush them is done
         info = self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
         _wait_published(info, 3.0)
         self.bridge.stop()
         self.gpio.close()
+        self.hub.flush()
         self.sink.close()
         for socket in (self.jobs_socket, self.control_socket):
             socket.close(0)

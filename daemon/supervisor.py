@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import os
@@ -218,12 +217,10 @@ class Supervisor:
         """A job's log line, stamped when the job emitted it (lines buffered while the daemon
         was away keep their time); a job not registered (yet) says its experiment itself."""
         experiment = job.experiment if job else str(msg.get("experiment") or self._experiment())
-        record = LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
-                               str(msg.get("task") or (job.name if job else "?")), experiment,
-                               str(msg.get("source") or (job.source if job else "app")))
-        if msg.get("timestamp"):
-            record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
-        self.hub.emit(record)
+        self.hub.emit(LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
+                                    str(msg.get("task") or (job.name if job else "?")), experiment,
+                                    str(msg.get("source") or (job.source if job else "app")),
+                                    timestamp=str(msg.get("timestamp") or "")))
 
     def topic(self, job: Job, leaf: str) -> str:
         return f"pioreactor/{self.config.unit}/{job.experiment}/{job.name}/{leaf}"

@@ -1,0 +1,33 @@
+"""Size bounds on everything the daemon takes in, in one place (issue 11 item 7).
+
+Anything larger is refused (or cut, for text that is still worth keeping) with one line that
+gives its size, never echoed whole. Each bound is applied where the data enters:
+
+  MAX_MQTT_PAYLOAD  a message from the broker (/set, $state/set, run/{job}): refused
+  MAX_LOG_LINE      one log line (a job's record, a line of its stdout/stderr): cut, with a marker
+  MAX_JOB_ARGS      a job's arguments (pioctl start, run/{job} options), in bytes: refused
+  MAX_FRAME         one job-channel, control or fork-server message: refused
+"""
+
+from __future__ import annotations
+
+MAX_MQTT_PAYLOAD = 64 * 1024
+MAX_LOG_LINE = 16 * 1024
+MAX_JOB_ARGS = 64 * 1024
+MAX_FRAME = 1024 * 1024
+
+
+def size_text(size: int) -> str:
+    """A size as a person reads it: 812 B, 64.0 KiB, 10.0 MiB."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB"
+    return f"{size / 2**20:.1f} MiB"
+
+
+def cut_text(text: str, limit: int = MAX_LOG_LINE) -> str:
+    """`text` if it fits in `limit` characters, else its start and a marker giving its size."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]} [... cut: the line was {size_text(len(text.encode('utf-8', 'replace')))}]"
