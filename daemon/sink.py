@@ -254,8 +254,13 @@ class Sink:
                 "Free space on that disk or fix its permissions"))
 
     def _recovered(self) -> None:
+        """Said once everything queued is written: a disk at the edge of full lets a commit
+        through now and then, which is not yet a recovery (and must not re-say the ERROR)."""
         with self._pending.changed:
             if self._state["ok"]:
+                return
+            if len(self._pending):
+                self._state["error"] = None  # writing again, catching up
                 return
             failed_since = self._state["since"]
             self._state = {"ok": True, "since": utc_timestamp(), "error": None}
