@@ -76,7 +76,8 @@ class Daemon:
         check_writable_dir(config.state_dir, "state_dir")  # StorageError: main exits 78
         self._lock_file = self._take_lock()
         self.experiments = ExperimentStore(config.state_dir, config.experiment)
-        self.sink = Sink(config.database, report=self._report_storage)
+        self.sink = Sink(config.database, report=self._report_storage,
+                         integrity_interval=config.integrity_check_interval)
         self.bridge = Bridge(client_id=f"pioreactord-{config.unit}-{self.daemon_id}",
                              host=config.broker_address, port=config.broker_port,
                              will=Will(self.state_topic, b"lost"), wake=self.loop.wake,
