@@ -42,14 +42,16 @@ class Printer(BackgroundJob):
 
 
 @click.command(name="printer")
-@click.option("--progress", type=int, default=0, help="\\r progress updates to print")
+@click.option("--progress", type=int, default=0, help="progress redraws to print")
 @click.option("--rate", type=float, default=100.0, help="progress updates per second")
+@click.option("--width", type=int, default=0, help="pad each progress update to this many bytes")
 @click.option("--huge", type=int, default=0, help="print one line of this many bytes")
-def click_printer(progress, rate, huge):
-    """Prints to stdout: a \\r progress bar, or one huge line; then `printer done`."""
+def click_printer(progress, rate, width, huge):
+    """Prints to stdout: a carriage-return progress bar, or one huge line; then `printer done`."""
     job = Printer()
     for i in range(progress):
-        sys.stdout.write(f"\\rprogress {i + 1}/{progress} [" + "#" * (i % 50) + "]")
+        bar = f"progress {i + 1}/{progress} [" + "#" * (i % 50) + "]"
+        sys.stdout.write("\\r" + bar.ljust(width))
         sys.stdout.flush()
         if rate:
             time.sleep(1 / rate)  # the job's own pace (what is measured is the daemon)
