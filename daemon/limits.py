@@ -11,6 +11,8 @@ gives its size, never echoed whole. Each bound is applied where the data enters:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 MAX_MQTT_PAYLOAD = 64 * 1024
 MAX_LOG_LINE = 16 * 1024
 MAX_JOB_ARGS = 64 * 1024
@@ -31,3 +33,11 @@ def cut_text(text: str, limit: int = MAX_LOG_LINE) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]} [... cut: the line was {size_text(len(text.encode('utf-8', 'replace')))}]"
+
+
+def job_args_error(args: Sequence[str]) -> str | None:
+    """Why `args` cannot be a job's command line (too large), or None."""
+    size = sum(len(arg.encode("utf-8", "replace")) + 1 for arg in args)
+    if size <= MAX_JOB_ARGS:
+        return None
+    return f"the job's arguments are {size_text(size)} (at most {size_text(MAX_JOB_ARGS)})"
