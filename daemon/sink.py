@@ -150,22 +150,33 @@ class Sink:
     # --- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
-            self._check_file()
-            backoff = RETRY_MIN
-            while batch and not self._commit(batch):
-                if self._stopping:
-                    _console("ERROR", f"{len(batch) + len(self._pending)} rows could not be "
-                                      f"written to {self.path} before exiting")
+            try:
+                if not self._write_next():
                     return
-                self._sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
-                self._check_file()
-            with self._pending.changed:
-                self._busy = False
-                self._pending.changed.notify_all()
+            except Exception as exc:  # noqa: BLE001 - a bug here must not stop every later write
+                self._report("ERROR", f"internal error in the SQLite writer (it goes on): {exc!r}")
+                self._sleep(RETRY_MAX)
+            finally:
+                with self._pending.changed:
+                    self._busy = False
+                    self._pending.changed.notify_all()
+
+    def _write_next(self) -> bool:
+        """Write the next batch, retrying until it goes through; False once stopped."""
+        batch = self._next_batch()
+        if batch is None:
+            return False
+        self._check_file()
+        backoff = RETRY_MIN
+        while batch and not self._commit(batch):
+            if self._stopping:
+                _console("ERROR", f"{len(batch) + len(self._pending)} rows could not be "
+                                  f"written to {self.path} before exiting")
+                return False
+            self._sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX)
+            self._check_file()
+        return True
 
     def _next_batch(self) -> Batch | None:
         """Wait for rows (or the next file check); None once stopping with nothing left."""

@@ -175,3 +175,23 @@ def test_a_database_damaged_while_running_is_set_aside(sink_at, tmp_path):
     assert sink.flush()
     assert count(path) == 1 and sink.state()["ok"]
     assert any(p.name.startswith("db.sqlite.corrupt-") for p in tmp_path.iterdir())
+
+
+def test_the_writer_survives_an_unexpected_error(sink_at, tmp_path, monkeypatch):
+    sink, reports = sink_at()
+    calls = []
+
+    def broken_once(batch):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return original(batch)
+
+    original = sink._commit
+    monkeypatch.setattr(sink, "_commit", broken_once)
+    monkeypatch.setattr("pioreactord.sink.RETRY_MAX", 0.05)
+    sink.write_logs([log_row(1)])
+    wait_for(lambda: reports.at("ERROR", "internal error"), 5, "the bug reported")
+    sink.write_logs([log_row(2)])
+    assert sink.flush() and count(tmp_path / "db.sqlite") == 1  # row 1 went with the bug
+    assert sink._thread.is_alive()
