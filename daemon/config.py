@@ -1,8 +1,9 @@
 """The daemon's settings: one declared record per key, and the one place that loads them.
 
-The table `SETTINGS` feeds validation, `etc/pioreactord.ini` (see `render_ini`, checked by a test)
-and the docs. Precedence lives in `resolve_config_path`: `--config`, then `$PIOREACTORD_CONFIG`,
-then `/etc/pioreactord.ini`.
+The table `SETTINGS` feeds validation, the docs and `etc/pioreactord.ini` (`render_ini`;
+tests/unit/test_config.py checks that the installed file documents exactly these keys).
+Precedence lives in `resolve_config_path`: `--config`, then `$PIOREACTORD_CONFIG`, then
+`/etc/pioreactord.ini`.
 
 Any other INI section (`[stirring]`, `[PWM]`, ...) is job configuration: the daemon keeps the raw
 parser for it but never interprets it, except `[PWM]`, whose channel -> name map it needs to know
@@ -121,9 +122,9 @@ class Config:
     mqtt_password: str
     mqtt_use_tls: bool
     database: Path
-    integrity_check_interval: float
     log_file: Path
     console_log_level: str
+    integrity_check_interval: float = 3600.0  # [storage]; a default so that tests may omit it
     pwm_channels: dict[str, str] = field(default_factory=dict)
     pwm_pins: dict[str, str] = field(default_factory=dict)  # [PWM_pins]: channel -> BCM pin overrides
     simulation: dict[str, str] = field(default_factory=dict)  # [simulation], for the simulator
