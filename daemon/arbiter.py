@@ -38,6 +38,7 @@ from .gpio import GpioService
 from .hardware.base import HardwareBackend
 from .jobchannel import JobChannel
 from .jobmessages import JobMessages
+from .limits import MAX_FRAME, MAX_MQTT_PAYLOAD, size_text
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
 from .operations import Operations
@@ -141,6 +142,9 @@ class Daemon:
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished job fails, not drops
         socket.setsockopt(zmq.SNDHWM, 100_000)
         socket.setsockopt(zmq.RCVHWM, 100_000)
+        # Backstop: a message up to 16x MAX_FRAME is read and refused with its size (decode);
+        # a peer sending more is disconnected by ZeroMQ before it can fill our memory.
+        socket.setsockopt(zmq.MAXMSGSIZE, 16 * MAX_FRAME)
         if path.exists():
             path.unlink()  # we hold the lock: whatever left this socket file is gone
         socket.bind(f"ipc://{path}")
@@ -188,6 +192,11 @@ class Daemon:
             except Exception:  # queue.Empty
                 break
             if isinstance(event, Incoming):
+                if len(event.payload) > MAX_MQTT_PAYLOAD:  # refused, never echoed or forwarded
+                    log.warning(f"ignored a {size_text(len(event.payload))} message on "
+                                f"{event.topic[:200]}: larger than the {size_text(MAX_MQTT_PAYLOAD)} "
+                                "limit for MQTT payloads")
+                    continue
                 self.remote.handle(event)
                 self.job_channel.forward(event)
                 self.control.forward(event)

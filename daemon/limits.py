@@ -6,7 +6,9 @@ gives its size, never echoed whole. Each bound is applied where the data enters:
   MAX_MQTT_PAYLOAD  a message from the broker (/set, $state/set, run/{job}): refused
   MAX_LOG_LINE      one log line (a job's record, a line of its stdout/stderr): cut, with a marker
   MAX_JOB_ARGS      a job's arguments (pioctl start, run/{job} options), in bytes: refused
-  MAX_FRAME         one job-channel, control or fork-server message: refused
+  MAX_FRAME         one job-channel or control message: refused (`protocol.decode`), and a
+                    peer sending more than 16x that is disconnected by ZeroMQ (MAXMSGSIZE)
+  MAX_FORK_MESSAGE  one request to the fork server (argv + the job's environment)
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ MAX_MQTT_PAYLOAD = 64 * 1024
 MAX_LOG_LINE = 16 * 1024
 MAX_JOB_ARGS = 64 * 1024
 MAX_FRAME = 1024 * 1024
+MAX_FORK_MESSAGE = 256 * 1024
 
 
 def size_text(size: int) -> str:
@@ -28,11 +31,19 @@ def size_text(size: int) -> str:
     return f"{size / 2**20:.1f} MiB"
 
 
+CUT_MARKER_ROOM = 64  # characters kept free for the marker: a cut line is never over its limit
+
+
+def cut_marker(size: int) -> str:
+    return f" [... cut: the line was {size_text(size)}]"
+
+
 def cut_text(text: str, limit: int = MAX_LOG_LINE) -> str:
-    """`text` if it fits in `limit` characters, else its start and a marker giving its size."""
+    """`text` if it fits in `limit` characters, else its start and a marker giving its size
+    (at most `limit` characters in all)."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]} [... cut: the line was {size_text(len(text.encode('utf-8', 'replace')))}]"
+    return text[:limit - CUT_MARKER_ROOM] + cut_marker(len(text.encode("utf-8", "replace")))
 
 
 def job_args_error(args: Sequence[str]) -> str | None:

@@ -17,7 +17,7 @@ import re
 import time
 from collections import deque
 
-from .limits import MAX_LOG_LINE, size_text
+from .limits import CUT_MARKER_ROOM, MAX_LOG_LINE, cut_marker
 
 STDERR_TAIL_LINES = 20
 READ_SIZE = 65536
@@ -45,7 +45,7 @@ class _Stream:
     def take(self) -> str:
         text = self.head.decode("utf-8", errors="replace")
         if self.size > len(self.head):
-            text += f" [... cut: the line was {size_text(self.size)}]"
+            text += cut_marker(self.size)
         self.head.clear()
         self.size = 0
         return text
@@ -54,7 +54,7 @@ class _Stream:
 class OutputCapture:
     """Turns a job's stdout/stderr into log lines; keeps the last stderr lines for crash reports."""
 
-    def __init__(self, max_line: int = MAX_LOG_LINE) -> None:
+    def __init__(self, max_line: int = MAX_LOG_LINE - CUT_MARKER_ROOM) -> None:
         self.stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._max_line = max_line
         self._streams: dict[int, _Stream] = {}
