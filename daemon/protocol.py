@@ -14,6 +14,7 @@ Job -> daemon                                    (R = request: carries `id`, get
   state        state
   setting      name, value (wire str; null = cleared)
   log          level, message, task, source, experiment, timestamp (when the job emitted it)
+  logs         records [{the fields of log}]: a burst in one message (at most MAX_FRAME)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
   ping         (heartbeat; answered with pong)

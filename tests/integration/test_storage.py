@@ -55,3 +55,25 @@ def test_a_full_disk_is_said_on_mqtt_and_the_console_and_caught_up(make_daemon, 
         assert len(watcher.find(error_topic, lambda m: b"cannot write the SQLite" in m.payload)) == 1
         daemon.pioctl("stop", "logger")
         assert daemon.stop() == 0
+
+
+def test_a_burst_of_log_lines_in_one_logs_message_reaches_sqlite_in_order(make_daemon):
+    import zmq
+
+    from pioreactord.protocol import encode
+
+    daemon = make_daemon().start()
+    records = [{"level": "INFO", "message": f"burst {i}", "task": "byhand", "source": "app",
+                "experiment": "exp1", "timestamp": "2026-01-01T00:00:00.000Z"} for i in range(500)]
+    context = zmq.Context()
+    socket = context.socket(zmq.DEALER)
+    try:
+        socket.connect(f"ipc://{daemon.root}/run/jobs.sock")
+        socket.send_multipart(encode({"t": "logs", "records": records}))
+        wait_for(lambda: daemon.query("SELECT count(*) FROM logs WHERE task = 'byhand'")[0][0]
+                 == 500, 10, "the burst in SQLite")
+    finally:
+        socket.close(0)
+        context.term()
+    rows = daemon.query("SELECT message FROM logs WHERE task = 'byhand' ORDER BY rowid")
+    assert [r[0] for r in rows] == [f"burst {i}" for i in range(500)]
