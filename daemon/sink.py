@@ -53,6 +53,14 @@ ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.Interfac
 Report = Callable[[str, str], None]  # (level, message), called from the writer thread
 
 
+def _close(conn: sqlite3.Connection | None) -> None:
+    try:
+        if conn is not None:
+            conn.close()  # a second close is a no-op
+    except sqlite3.Error:
+        pass  # a damaged file may fail its last checkpoint; the connection is gone anyway
+
+
 def _console(level: str, message: str) -> None:
     print(f"pioreactord: {level}: {message}", flush=True)
 
@@ -71,7 +79,7 @@ class Sink:
         self._integrity_interval = integrity_interval
         self._next_identity = time.monotonic() + IDENTITY_EVERY
         self._next_integrity = time.monotonic() + integrity_interval
-        self._busy = False  # the writer holds a batch not yet committed
+        self._busy = 0  # rows of the batch the writer holds, not yet committed
         self._stopping = False
         self._state: dict[str, Any] = {"ok": True, "since": utc_timestamp(), "error": None}
 
@@ -123,7 +131,7 @@ class Sink:
     def state(self) -> dict[str, Any]:
         """For `pioctl status`: ok, since, error, queued, dropped, path (cheap, thread-safe)."""
         with self._pending.changed:
-            return {**self._state, "queued": len(self._pending) + (1 if self._busy else 0),
+            return {**self._state, "queued": len(self._pending) + self._busy,
                     "dropped": self._pending.dropped, "path": str(self.path)}
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -153,7 +161,7 @@ class Sink:
                 self._sleep(RETRY_MAX)
             finally:
                 with self._pending.changed:
-                    self._busy = False
+                    self._busy = 0
                     self._pending.changed.notify_all()
 
     def _write_next(self) -> bool:
@@ -184,7 +192,7 @@ class Sink:
                     break
                 self._pending.changed.wait(wait)
             batch = self._pending.take(BATCH)
-            self._busy = bool(batch)
+            self._busy = len(batch)
             return batch
 
     def _sleep(self, seconds: float) -> None:
@@ -294,17 +302,17 @@ class Sink:
         old, self._conn = self._conn, None
         aside, kept = None, ""
         try:
-            if why == "corrupt":
-                if old is not None:
-                    old.close()
+            if why == "corrupt":  # closed first: its last checkpoint goes to the file, not aside
+                _close(old)
                 aside = dbfile.set_aside(self.path, why)
             elif old is not None:  # only our connection still reaches the old content: copy it
                 old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 aside = dbfile.copy_aside(old, self.path, why)
-                old.close()
             kept = f"the old one is kept as {aside}"
         except (sqlite3.Error, OSError) as exc:
             kept = f"the old one could not be kept ({exc})"
+        finally:
+            _close(old)
         what = {"corrupt": f"is damaged ({detail})", "deleted": "was deleted while in use",
                 "replaced": "was replaced by another file while in use"}[why]
         carried = self._reopen(aside)
