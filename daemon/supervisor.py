@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import psutil
 import structlog
 
 from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch_pid
@@ -266,6 +265,8 @@ def _process_start(pid: int, started_at: str) -> float | None:
     """When process `pid` started (epoch seconds) if it can still be the job a previous daemon
     recorded at `started_at`: alive, and not younger than its row (else its pid was reused, e.g.
     after a reboot). None otherwise."""
+    import psutil  # ~1 MiB: loaded only when a previous daemon's jobs are checked
+
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
