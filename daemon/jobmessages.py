@@ -40,11 +40,12 @@ class JobMessages:
         self._held: dict[bytes, list[tuple[dict, bytes | None]]] = {}  # hw requests before `who`
         self._handlers: dict[str, Callable[[bytes, Job | None, dict, bytes | None], None]] = {
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
+            "logs": self._on_logs,
             "publish": self._on_publish, "ping": self._on_ping, "state": self._on_state,
             "setting": self._on_setting, "subscribe": self._on_subscribe, "hw": self._on_hw,
             "bye": self._on_bye, "reply": self._on_reply, "resending": self._on_resending,
         }
-        # Numbered log lines and settings: each admitted once, confirmed once committed.
+        # Numbered log lines: each admitted once, in order, confirmed once committed.
         self.confirmations = Confirmations(loop=self.loop, sink=supervisor.sink, send=channel.send)
         supervisor.sink.write(PRUNE_SEQ, ())
 
@@ -114,6 +115,13 @@ class JobMessages:
     def _on_log(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         # Logged even before re-registration: never lose a line.
         self.supervisor.job_log(job, msg, self.confirmations.origin(identity, msg))
+
+    def _on_logs(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        """A burst of log lines in one message, `records`: each what a `log` message holds
+        (one receive and one decode per burst instead of per line; MAX_FRAME bounds it)."""
+        for record in msg.get("records") or ():
+            if isinstance(record, dict) and self.confirmations.admit(identity, record):
+                self.supervisor.job_log(job, record, self.confirmations.origin(identity, record))
 
     def _on_publish(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         self._publish(str(msg["topic"]), payload or b"", qos=int(msg.get("qos", 0)),
