@@ -1,6 +1,7 @@
 """Which jobs can be started, and from where: built-in jobs, `*.py` in plugins_dir, and entry
 points in the group `pioreactor.plugins`. A module attribute `click_<name>` that is a click
-command is a startable job named by the command.
+command is a startable job named by the command, and so is a command the module registers on
+Pioreactor's `pioreactor.cli.run.run` group (`@run.command(name=...)`) while it is imported.
 
 `python -m pioreactor.catalog --json` prints the list (pioctl jobs runs it through the daemon). A
 plugin that fails to import is listed with its error and never stops the others.
@@ -59,6 +60,20 @@ def commands_of(module: ModuleType) -> Iterator[click.Command]:
             yield value
 
 
+_registered_on_run: dict[str, list[click.Command]] = {}  # origin -> what its import added to `run`
+
+
+def _commands_loaded(origin: str, loaded: Any, registered_before: set[str]) -> list[click.Command]:
+    """The jobs a source gave: its `click_*` commands and what it added to the `run` group (the
+    first time it was imported in this process: a second load finds the module cached)."""
+    from pioreactor.cli.run import run
+
+    added = [c for n, c in run.commands.items() if n not in registered_before]
+    added = _registered_on_run.setdefault(origin, added) or added
+    commands = [loaded] if isinstance(loaded, click.Command) else list(commands_of(loaded))
+    return commands + [c for c in added if all(c is not known for known in commands)]
+
+
 def _load_file(path: Path) -> ModuleType:
     name = f"pioreactor_plugins.{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -85,16 +100,18 @@ def _sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
 
 def discover(stop_at: str | None = None) -> list[Entry]:
     """Every job (or, with `stop_at`, until that job is found: a start imports no more than it must)."""
+    from pioreactor.cli.run import run
+
     entries: list[Entry] = []
     for source, origin, load in _sources(prefer=stop_at):
+        registered_before = set(run.commands)
         try:
             loaded = load()
         except BaseException as exc:  # noqa: BLE001 - SystemExit in a plugin is an error too
             line = traceback.format_exception_only(type(exc), exc)[-1].strip()
             entries.append(Entry(name=source, source=source, origin=origin, error=line))
             continue
-        commands = [loaded] if isinstance(loaded, click.Command) else list(commands_of(loaded))
-        for command in commands:
+        for command in _commands_loaded(origin, loaded, registered_before):
             entries.append(Entry(command.name or source, source, origin, command))
             if command.name == stop_at:
                 return entries

@@ -62,6 +62,7 @@ class BackgroundJob(TransitionHooks):
 
     published_settings: dict[str, dict[str, Any]] = {}
     job_name: str | None = None  # may be set on the class instead of passed to __init__
+    _IS_LONG_RUNNING = False  # LongRunning* classes (contrib.py): spared by `pioctl stop --all`
 
     # Plain attributes: only the names in `published_settings` publish when assigned.
     unit: str
@@ -70,7 +71,7 @@ class BackgroundJob(TransitionHooks):
     source: str
     logger: logging.Logger
     _meta: dict[str, dict[str, Any]]
-    _subscriptions: list[tuple[str, Callable[[Message], Any], bool]]
+    _subscriptions: dict[str, tuple[Callable[[Message], Any], bool]]  # pattern -> (callback, allow_retained)
     _lock: threading.RLock  # one state transition at a time
     _link: DaemonLink
 
@@ -89,7 +90,7 @@ class BackgroundJob(TransitionHooks):
         self.state = self.INIT
         self.source = source or os.environ.get(SOURCE_ENV) or _default_source(type(self))
         self._meta = normalise_settings(type(self).published_settings)
-        self._subscriptions = []  # (pattern, callback, allow_retained)
+        self._subscriptions = {}
         self._lock = threading.RLock()
         self._link = DaemonLink(self.job_name, self._describe, self._on_daemon_event,
                                 report=lambda text: self.logger.error(text))
@@ -102,6 +103,11 @@ class BackgroundJob(TransitionHooks):
             guard_standard_streams(self.send_log)
         running.add(self)
         self._send_state(self.INIT)
+        try:
+            self.on_init()
+        except BaseException:
+            self._init_failed()
+            raise
         if getattr(self, "_init_depth", 0) == 0:  # constructed directly, not through a subclass
             self._init_finished()
 
@@ -112,7 +118,7 @@ class BackgroundJob(TransitionHooks):
                 "unit": self.unit, "experiment": self.experiment, "source": self.source,
                 "settings": self._meta, "adopt": adopt, "values": values,
                 "state": self.state if adopt else None,
-                "subscriptions": sorted({p for p, _, _ in self._subscriptions})}
+                "subscriptions": sorted(self._subscriptions)}
 
     # --- hardware ------------------------------------------------------------------------------
     def hardware_request(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +192,12 @@ class BackgroundJob(TransitionHooks):
         for name in self._meta:  # class defaults (e.g. `intensity = 0`) are published too
             if getattr(self, name, None) is not None:
                 self._send_setting(name, getattr(self, name))
+        self._before_ready()
         self.set_state(self.READY)
+
+    def _before_ready(self) -> None:
+        """After the outermost __init__, before init -> ready (the OD-dodging classes start here,
+        when the subclass's attributes exist)."""
 
     def _init_failed(self) -> None:
         if "_link" in self.__dict__ and self.state != self.DISCONNECTED:
@@ -229,9 +240,12 @@ class BackgroundJob(TransitionHooks):
 
     def subscribe_and_callback(self, callback: Callable[[Message], Any], subscriptions: str | list[str],
                                allow_retained: bool = True, qos: int = 2) -> None:
+        """Call `callback(message)` for each message on the topic(s) (MQTT wildcards allowed). A
+        topic subscribed again gets the new callback instead of the old one, as paho's
+        message_callback_add does. `allow_retained=False`: messages the broker kept are skipped."""
         patterns = [subscriptions] if isinstance(subscriptions, str) else list(subscriptions)
         for pattern in patterns:
-            self._subscriptions.append((pattern, callback, allow_retained))
+            self._subscriptions[pattern] = (callback, allow_retained)
         self._link.send({"t": "subscribe", "patterns": patterns})
 
     @property
@@ -256,7 +270,7 @@ class BackgroundJob(TransitionHooks):
             self._remote_state(header)
 
     def _deliver(self, message: Message) -> None:
-        for pattern, callback, allow_retained in list(self._subscriptions):
+        for pattern, (callback, allow_retained) in list(self._subscriptions.items()):
             if (message.retain and not allow_retained) or not topic_matches(pattern, message.topic):
                 continue
             try:
@@ -335,3 +349,20 @@ def _default_source(cls: type) -> str:
     if module == "__main__":
         return os.path.splitext(os.path.basename(sys.argv[0] or "main"))[0] or "app"
     return module.rsplit(".", 1)[-1]
+
+
+_ELSEWHERE = {  # Pioreactor's other job classes, importable from this module as plugins do
+    "BackgroundJobContrib": "contrib", "LongRunningBackgroundJob": "contrib",
+    "LongRunningBackgroundJobContrib": "contrib", "BackgroundJobWithDodging": "dodging",
+    "BackgroundJobWithDodgingContrib": "dodging",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Loaded on first use (PEP 562): they subclass BackgroundJob, so they cannot be imported
+    while this module is still being defined."""
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{_ELSEWHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
