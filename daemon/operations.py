@@ -1,0 +1,94 @@
+"""What pioctl (commands.py) and MQTT commands (remote.py) may do: the one narrow interface they
+get instead of the whole daemon.
+
+    experiment / set_experiment      the unit's experiment
+    job(name) / jobs() / locks()     what runs and which pins it holds
+    start / stop                     through the supervisor (its refusals included)
+    set / set_state                  a request to a running job (answered, or fire and forget)
+    describe / job_env               a job as pioctl shows it; the environment of job code
+    follow / unfollow                broker subscriptions for `pioctl mqtt` streams
+
+Refusals are `protocol.CommandError` (with its reply code) or `registry.AlreadyRunning`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from .bridge import Bridge
+from .experiment import ExperimentStore
+from .jobchannel import JobChannel
+from .protocol import CommandError
+from .registry import Job, PinLock, Registry
+from .supervisor import Reply, Supervisor
+
+log = structlog.get_logger("pioreactord.arbiter")
+
+
+class Operations:
+    def __init__(self, *, unit: str, pid: int, daemon_id: str, supervisor: Supervisor,
+                 registry: Registry, job_channel: JobChannel, bridge: Bridge,
+                 experiments: ExperimentStore) -> None:
+        self.unit, self.pid, self.daemon_id = unit, pid, daemon_id
+        self._supervisor, self._registry, self._channel = supervisor, registry, job_channel
+        self._bridge, self._experiments = bridge, experiments
+
+    # --- the unit ------------------------------------------------------------------------------
+    def experiment(self) -> str:
+        return self._experiments.current
+
+    def set_experiment(self, name: str) -> str:
+        """Returns the previous experiment; CommandError (bad_request) for a bad name."""
+        try:
+            previous = self._experiments.set(name)
+        except ValueError as exc:
+            raise CommandError(str(exc), "bad_request") from None
+        log.info("experiment changed", experiment=name, previous=previous)
+        return previous
+
+    # --- jobs ----------------------------------------------------------------------------------
+    def job(self, name: str) -> Job | None:
+        return self._registry.jobs.get(name)
+
+    def jobs(self) -> list[Job]:
+        return list(self._registry.jobs.values())
+
+    def locks(self) -> list[PinLock]:
+        return [lock for _, lock in sorted(self._registry.pins.items())]
+
+    def start(self, name: str, args: list[str], *, on_ready: Reply,
+              experiment: str | None = None) -> Job:
+        return self._supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
+
+    def stop(self, job: Job, on_gone: Reply | None = None) -> None:
+        self._supervisor.stop(job, on_gone)
+
+    def set(self, job: Job, setting: str, value: str, on_reply: Reply | None = None) -> None:
+        """Ask `job` to set `setting` (it casts and checks `value`); without `on_reply` nobody
+        waits for its answer (MQTT /set)."""
+        self._ask(job, {"t": "set", "setting": setting, "value": value}, on_reply)
+
+    def set_state(self, job: Job, state: str, on_reply: Reply | None = None) -> None:
+        self._ask(job, {"t": "state_set", "state": state}, on_reply)
+
+    def _ask(self, job: Job, header: dict[str, Any], on_reply: Reply | None) -> None:
+        if on_reply is None:
+            self._channel.send(job.identity, header)
+        else:
+            self._channel.request(job, header, on_reply)
+
+    def describe(self, job: Job) -> dict[str, Any]:
+        return self._supervisor.describe(job)
+
+    def job_env(self) -> dict[str, str]:
+        return self._supervisor.job_env_base()
+
+    # --- streams -------------------------------------------------------------------------------
+    def follow(self, pattern: str) -> None:
+        self._bridge.subscribe(pattern, resend_retained=True)
+
+    def unfollow(self, pattern: str) -> None:
+        self._bridge.unsubscribe(pattern)
+
