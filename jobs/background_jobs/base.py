@@ -114,8 +114,12 @@ class BackgroundJob(TransitionHooks):
     def _describe(self, adopt: bool) -> dict[str, Any]:
         """Who this job is, for its registration; with `adopt`, also everything it holds."""
         values = {n: self._wire(getattr(self, n, None)) for n in self._meta} if adopt else {}
+        from pioreactor.cli.pio import JOBS_TO_SKIP_KILLING
+
+        long_running = self._IS_LONG_RUNNING or self.job_name in JOBS_TO_SKIP_KILLING
         return {"job_name": self.job_name, "token": os.environ.get(JOB_TOKEN_ENV) or None,
                 "unit": self.unit, "experiment": self.experiment, "source": self.source,
+                "long_running": long_running,
                 "settings": self._meta, "adopt": adopt, "values": values,
                 "state": self.state if adopt else None,
                 "subscriptions": sorted(self._subscriptions)}
