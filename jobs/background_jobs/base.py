@@ -21,6 +21,7 @@ after a daemon restart and hardware requests are the job's DaemonLink (link.py).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -41,7 +42,7 @@ from . import running
 from .daemon_mqtt import DaemonMqtt, PahoCallback
 from .hooks import TransitionHooks
 from .link import DaemonLink, JobAlreadyRunning
-from .settings import SettingRefused, cast_value, normalise_settings
+from .settings import SettingRefused, cast_value, normalise_settings, with_unit
 from .stdio_guard import guard_standard_streams
 
 __all__ = ["NOTICE", "BackgroundJob", "JobAlreadyRunning", "Message"]
@@ -103,6 +104,7 @@ class BackgroundJob(TransitionHooks):
             guard_standard_streams(self.send_log)
         running.add(self)
         self._send_state(self.INIT)
+        self.logger.debug("Init.")
         try:
             self.on_init()
         except BaseException:
@@ -177,6 +179,12 @@ class BackgroundJob(TransitionHooks):
             with self._link.send_lock:
                 self.state = new_state
                 self._send_state(new_state)
+            self._log_state(new_state)
+
+    def _log_state(self, state: str) -> None:
+        """`Ready.`, `Disconnected.` at INFO, `Sleeping.` at DEBUG: lines Pioreactor's tools read."""
+        self.logger.log(logging.INFO if state in (self.READY, self.DISCONNECTED) else logging.DEBUG,
+                        f"{state.capitalize()}.")
 
     def _run_hooks(self, old: str, new: str) -> BaseException | None:
         names = [f"on_{old}_to_{new}", f"on_{new}"] + (["on_disconnect"] if new == self.DISCONNECTED else [])
@@ -215,6 +223,7 @@ class BackgroundJob(TransitionHooks):
             self._run_hooks(self.state, self.DISCONNECTED)
             self.state = self.DISCONNECTED
             self._send_state(self.DISCONNECTED)
+            self._log_state(self.DISCONNECTED)
             if clean:
                 self._link.say_goodbye()
             else:
@@ -286,11 +295,15 @@ class BackgroundJob(TransitionHooks):
     def _apply_set(self, setting: str, raw: str) -> dict[str, Any]:
         try:
             value = cast_value(setting, raw, self._meta)
+            previous = copy.copy(getattr(self, setting, None))
             setter = getattr(self, f"set_{setting}", None)
             if callable(setter):
                 setter(value)
             else:
                 setattr(self, setting, value)
+            unit = self._meta[setting].get("unit")
+            self.logger.info(f"Updated {setting} from {with_unit(previous, unit)} to "
+                             f"{with_unit(getattr(self, setting, None), unit)}.")
         except SettingRefused as exc:
             self.logger.log(exc.level, str(exc))
             return {"ok": False, "error": str(exc), "code": exc.code}
