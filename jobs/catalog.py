@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -120,6 +121,49 @@ def discover(stop_at: str | None = None) -> list[Entry]:
 
 def find(name: str) -> Entry | None:
     return next((e for e in discover(stop_at=name) if e.name == name and e.command), None)
+
+
+def not_found_reason(name: str, entries: list[Entry]) -> str:
+    """Why `name` is not a startable job: a plugin that failed to import and would have given it
+    (it says so in its UI job files, or its name contains the job's), else the known jobs."""
+    broken = [e for e in entries if e.error]
+    for entry in broken:
+        if name in _jobs_declared_by(entry) or _name_in(name, entry.source):
+            return f"{name}: plugin {entry.source} failed to import: {entry.error}"
+    known = sorted({e.name for e in entries if e.command})
+    message = f"unknown job {name!r} (known: {', '.join(known) or 'none'})"
+    if broken:
+        failed = "; ".join(f"{e.source}: {e.error}" for e in broken)
+        message += f"; plugins that failed to import: {failed}"
+    return message
+
+
+def _name_in(name: str, source: str) -> bool:
+    words = source.lower().replace("-", "_").split("_")
+    wanted = name.lower().split("_")
+    return any(words[i:i + len(wanted)] == wanted for i in range(len(words)))
+
+
+def _jobs_declared_by(entry: Entry) -> set[str]:
+    """`job_name:` of the plugin's UI job descriptions (ui/contrib/jobs/*.yaml in its package),
+    read without importing it."""
+    module = entry.origin.removeprefix("entry point ").split(":")[0]
+    if not entry.origin.startswith("entry point "):
+        return set()
+    try:
+        spec = importlib.util.find_spec(module.split(".")[0])
+    except (ImportError, ValueError):
+        return set()
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    names = set()
+    for folder in folders:
+        for path in Path(folder).glob("ui/contrib/jobs/*.y*ml"):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            names.update(re.findall(r"^job_name:\s*['\"]?([A-Za-z0-9_]+)", text, re.MULTILINE))
+    return names
 
 
 def main() -> None:

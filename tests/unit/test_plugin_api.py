@@ -355,3 +355,21 @@ def test_pwm_takes_pub_client_and_clean_up_releases(monkeypatch):
     pwm.clean_up()
     assert [h["op"] for h in channel.sent] == ["lock", "pwm", "pwm_off", "unlock"]
     assert not pwm.is_locked()
+
+
+# --- catalog: a start of a job whose plugin failed to import ---------------------------------
+def test_a_job_of_a_broken_plugin_is_named_from_its_ui_job_file(tmp_path, monkeypatch):
+    from pioreactor.catalog import Entry, not_found_reason
+
+    package = tmp_path / "pioreactor_fizz"
+    (package / "ui" / "contrib" / "jobs").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ImportError('no fizz')\n")
+    (package / "ui" / "contrib" / "jobs" / "fizz.yaml").write_text("---\ndisplay_name: Fizz\njob_name: bubbly\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    broken = Entry("pioreactor_fizz", "pioreactor_fizz", "entry point pioreactor_fizz",
+                   error="ImportError: no fizz")
+    assert not_found_reason("bubbly", [broken]) == (
+        "bubbly: plugin pioreactor_fizz failed to import: ImportError: no fizz")
+    assert not_found_reason("fizz", [broken]).startswith("fizz: plugin pioreactor_fizz failed")
+    other = not_found_reason("stirring", [broken])
+    assert other.startswith("unknown job 'stirring'") and "pioreactor_fizz: ImportError: no fizz" in other
