@@ -108,3 +108,62 @@ class Resubscriber(BackgroundJobContrib):
 def click_resubscriber():
     Resubscriber(unit=get_unit_name(), experiment=get_latest_experiment_name()).block_until_disconnected()
 '''
+
+FORWARDER = '''
+import json
+import logging
+
+import click
+from pioreactor.background_jobs.base import LongRunningBackgroundJobContrib
+from pioreactor.config import config
+from pioreactor.mureq import post
+from pioreactor.types import MQTTMessage
+from pioreactor.whoami import UNIVERSAL_EXPERIMENT, get_unit_name
+
+
+class Forwarder(LongRunningBackgroundJobContrib):
+    job_name = "forwarder"
+
+    def __init__(self, unit, experiment):
+        super().__init__(unit=unit, experiment=experiment, plugin_name="forwarder_plugin")
+        self.url = config.get("forwarder", "webhook_url")
+        self.level = config.get("forwarder", "log_level", fallback="INFO")
+        self.subscribe_and_callback(self.forward, "pioreactor/+/+/logs/#")
+
+    def forward(self, msg: MQTTMessage):
+        payload = json.loads(msg.payload)
+        if getattr(logging, self.level) > getattr(logging, payload["level"]):
+            return
+        if payload["task"] == self.job_name:
+            return
+        unit = msg.topic.split("/")[1]
+        text = f"[{payload['level']}] [{unit}] [{payload['task']}] {payload['message']}"
+        post(self.url, json={"text": text}).raise_for_status()
+
+
+@click.command(name="forwarder")
+def click_forwarder():
+    Forwarder(unit=get_unit_name(), experiment=UNIVERSAL_EXPERIMENT).block_until_disconnected()
+'''
+
+UNIVERSAL_BY_HAND = '''
+from pioreactor.background_jobs.base import BackgroundJob
+from pioreactor.whoami import UNIVERSAL_EXPERIMENT, get_unit_name
+
+
+class Everywhere(BackgroundJob):
+    job_name = "everywhere"
+    published_settings = {"note": {"datatype": "string", "settable": True}}
+
+    def __init__(self):
+        super().__init__(unit=get_unit_name(), experiment=UNIVERSAL_EXPERIMENT)
+        self.note = "hi"
+
+
+if __name__ == "__main__":
+    Everywhere().block_until_disconnected()
+'''
+
+BROKEN_BUBBLER = '''
+from pioreactor.background_jobs.base import BackgroundJobWithDodgingContribThatIsNot
+'''
