@@ -39,6 +39,7 @@ from .gpio import GpioService
 from .jobchannel import JobChannel
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
+from .names import BadName, check_job_name
 from .protocol import new_id
 from .registry import Job, Registry
 from .sink import Sink
@@ -164,6 +165,8 @@ class Daemon:
             log.info(note)
         for warning in self._startup_warnings:
             log.warning(warning)
+        for problem in self.experiments.problems:
+            log.error(problem)
         self.notifier.ready(self._status_text())
         self._schedule_watchdog()
         while not self._finished():
@@ -257,6 +260,10 @@ class Daemon:
                   experiment: str | None = None) -> Job:
         if self._stopping:
             raise CommandError("pioreactord is shutting down", "refused")
+        try:
+            check_job_name(name)
+        except BadName as exc:
+            raise CommandError(str(exc), "unknown_job") from None
         return self.supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
 
     def _send_job(self, identity: bytes | None, header: dict[str, Any], payload: bytes | None = None) -> None:
@@ -289,7 +296,10 @@ class Daemon:
         return self.bridge.publish(topic, payload, qos=qos, retain=retain)
 
     def _publish_log(self, topic: str, payload: bytes) -> None:
-        self.bridge.publish(topic, payload, qos=1, retain=False)
+        try:
+            self.bridge.publish(topic, payload, qos=1, retain=False)
+        except BadName:
+            pass  # such a name is refused where it enters; the line still reaches SQLite and file
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:

@@ -17,6 +17,10 @@ class Unreachable(ConnectionError):
     pass
 
 
+class Refused(Exception):
+    """The daemon answered, and said no (the text is its error)."""
+
+
 def call(socket_path: str, header: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Send `header` (an `id` is added) and return the reply header. Unreachable if there is no
     socket file or no answer within `timeout` seconds."""
@@ -43,7 +47,8 @@ def stream(socket_path: str, header: dict[str, Any], *, renew_every: float,
     """Send `header`, then yield every message the daemon streams back to this caller
     (`(header, payload)`), re-sending `header` every `renew_every` seconds as a keep-alive: the
     daemon ends a stream it has not heard about for a while, and a restarted daemon learns it again.
-    Unreachable if the first request gets no answer within `timeout` seconds, or is refused."""
+    Unreachable if the first request gets no answer within `timeout` seconds; Refused if the
+    daemon refuses it."""
     if not os.path.exists(socket_path):
         raise Unreachable(f"no socket at {socket_path}")
     sock: zmq.Socket = zmq.Context.instance().socket(zmq.DEALER)
@@ -56,7 +61,7 @@ def stream(socket_path: str, header: dict[str, Any], *, renew_every: float,
             raise Unreachable(f"no answer on {socket_path} within {timeout:g} s")
         first, _ = decode(sock.recv_multipart())
         if not first.get("ok"):
-            raise Unreachable(str(first.get("error")))
+            raise Refused(str(first.get("error")))
         renew_at = time.monotonic() + renew_every
         while True:
             if sock.poll(max(0, int((renew_at - time.monotonic()) * 1000)) + 1):

@@ -23,6 +23,7 @@ import structlog
 import zmq
 
 from .bridge import Incoming
+from .names import BadName, check_filter
 from .protocol import ProtocolError, decode, encode, topic_matches
 from .registry import AlreadyRunning
 
@@ -223,6 +224,11 @@ class Control:
             self._end_stream(identity, "ended by pioctl")
             return reply({"ok": True, "result": {"topics": []}})
         patterns = [str(p) for p in args.get("topics") or ["#"]]
+        for pattern in patterns:
+            try:
+                check_filter(pattern)
+            except BadName as exc:
+                raise CommandError(str(exc), "bad_request") from None
         stream = self._streams.get(identity)
         if stream is not None:
             stream.renewed = time.monotonic()

@@ -16,6 +16,7 @@ import zmq
 
 from .bridge import Incoming
 from .loop import Loop
+from .names import check_registration
 from .protocol import ProtocolError, decode, encode, new_id, topic_matches
 from .registry import AlreadyRunning, Job, PinBusy, Registry
 from .supervisor import Reply, Supervisor, refusal
@@ -121,6 +122,8 @@ class JobChannel:
 
     def _on_register(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         try:
+            check_registration(msg.get("job_name"), msg.get("experiment"), msg.get("source"),
+                               msg.get("settings"))
             reply = self.supervisor.register(identity, msg)
         except AlreadyRunning as exc:
             reply = refusal(exc)

@@ -234,7 +234,7 @@ def logs(ctx: Context, lines: int, follow: bool, job: str | None, level: str | N
 @click.pass_obj
 def mqtt(ctx: Context, topics: tuple[str, ...], count: int | None) -> None:
     """Print broker messages as `time | topic | payload` (through pioreactord; Ctrl-C ends)."""
-    from pioreactord.client import Unreachable, stream
+    from pioreactord.client import Refused, Unreachable, stream
     from pioreactord.protocol import utc_timestamp
 
     header = {"t": "call", "cmd": "mqtt", "args": {"topics": list(topics)}}
@@ -255,6 +255,8 @@ def mqtt(ctx: Context, topics: tuple[str, ...], count: int | None) -> None:
         click.echo(f"pioctl: pioreactord is not reachable ({exc}). Start it with `systemctl start "
                    f"pioreactord` or `pioreactord --config {ctx.config.path}`.", err=True)
         sys.exit(EXIT_UNREACHABLE)
+    except Refused as exc:
+        fail(str(exc))
     except KeyboardInterrupt:
         return
 
