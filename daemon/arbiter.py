@@ -40,7 +40,7 @@ from .jobchannel import JobChannel
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
 from .names import BadName, check_job_name
-from .protocol import new_id
+from .protocol import new_id, utc_timestamp
 from .registry import Job, Registry
 from .sink import Sink
 from .supervisor import Reply, Supervisor
@@ -49,6 +49,7 @@ from .systemd import Notifier
 log = structlog.get_logger("pioreactord.arbiter")
 
 TEST_HANG_ENV = "PIOREACTORD_TEST_HANG_FILE"
+STARTED_AT_ENV = "PIOREACTORD_STARTED_AT"
 # A job's process starts at most this long after its row's started_at (spawned) or before it (by
 # hand); a process at that pid started later is another one.
 PID_REUSE_SLACK = 10.0
@@ -63,6 +64,10 @@ class Daemon:
                  startup_notes: Sequence[str] = ()) -> None:
         self.config = config
         self.pid = os.getpid()
+        # exec_at: when this process last exec'd its code; started_at survives an in-place
+        # re-exec, which keeps the environment (pioctl version).
+        self.exec_at = utc_timestamp()
+        self.started_at = os.environ.setdefault(STARTED_AT_ENV, self.exec_at)
         self.daemon_id = new_id()
         self.loop = Loop()
         self.registry = Registry()

@@ -151,6 +151,7 @@ class Supervisor:
         job.source = str(msg.get("source") or job.source)
         job.settings = {k: dict(v) for k, v in (msg.get("settings") or {}).items()}
         job.is_long_running = bool(msg.get("long_running", True))
+        job.version = str(msg["version"]) if msg.get("version") else None
         if job.row_written:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:
@@ -367,6 +368,7 @@ class Supervisor:
         return {"job_name": job.name, "state": job.state, "pid": job.pid,
                 "experiment": job.experiment, "job_id": job.job_id, "source": job.source,
                 "started_at": job.started_at, "uptime": round(time.monotonic() - job.started_mono, 3),
+                "version": job.version,
                 "settings": {k: v.decode("utf-8", "replace") for k, v in job.values.items()}}
 
     @staticmethod

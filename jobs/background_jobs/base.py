@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pioreactord import __version__
 from pioreactord.protocol import JOB_SOCKET_ENV, JOB_TOKEN_ENV, SOURCE_ENV, to_wire, utc_timestamp
 
 from ..channel import Channel, RequestFailed, check_daemon_listening
@@ -167,7 +168,7 @@ class BackgroundJob:
         return {"t": "register", "job_name": self.job_name, "pid": os.getpid(),
                 "token": os.environ.get(JOB_TOKEN_ENV) or None, "unit": self.unit,
                 "experiment": self.experiment, "source": self.source, "settings": self._meta,
-                "adopt": adopt, "values": values, "state": self.state if adopt else None,
+                "adopt": adopt, "values": values, "version": __version__, "state": self.state if adopt else None,
                 "subscriptions": sorted({p for p, _, _ in self._subscriptions}),
                 "pins": sorted(self._locked_pins),
                 "driven": [dict(v) for _, v in sorted(dict(self._driven_pins).items())]}
