@@ -22,9 +22,12 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from .protocol import VERSION
+
+TYPE_CHECKING = False  # typing itself costs an import; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any
 
 CONTROL_GROUP = "pioreactor"  # the group that may use the sockets (srw-rw----, debian/postinst)
 MAX_REPLY = 64 * 2**20  # bytes: a bigger frame is not a reply of ours

@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, NoReturn
 
 from .. import __version__
+
+TYPE_CHECKING = False  # typing itself costs an import; mypy reads the block below
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 DEFAULT_TIMEOUT = 15.0
@@ -95,7 +98,7 @@ class Context:
         how = "" if getattr(exc, "reason", "") == "permission_denied" else (
             f". Start it with `systemctl start pioreactord` or `pioreactord --config "
             f"{self.config_path}`")
-        echo(f"pioctl: cannot reach pioreactord: {exc}{how}.", err=True)
+        echo(f"pioctl: pioreactord is not reachable: {exc}{how}.", err=True)
         sys.exit(EXIT_UNREACHABLE)
 
     def output(self, result: Any, text: str) -> None:

@@ -11,21 +11,17 @@ usage errors and help. Both paths run the same functions of `core`.
 from __future__ import annotations
 
 import sys
-from typing import NamedTuple
+
+TYPE_CHECKING = False  # typing itself costs an import; mypy reads the block below
+if TYPE_CHECKING:
+    # command, positional arguments, --config, --json, --all
+    Parsed = tuple[str, list[str], str | None, bool, bool]
 
 # command -> (fewest, most) positional arguments (None: no limit)
 ARITY: dict[str, tuple[int, int | None]] = {
     "status": (0, 1), "locks": (0, 0), "version": (0, 0), "experiment": (0, 1),
     "pause": (1, 1), "resume": (1, 1), "set": (3, 3), "stop": (0, None), "jobs": (0, 0),
 }
-
-
-class Parsed(NamedTuple):
-    command: str
-    args: list[str]
-    config_path: str | None
-    as_json: bool
-    stop_all: bool
 
 
 def parse(argv: list[str]) -> Parsed | None:
@@ -55,14 +51,14 @@ def parse(argv: list[str]) -> Parsed | None:
         return None
     if command == "stop" and not args and not stop_all:
         return None
-    return Parsed(command, args, config_path, as_json, stop_all)
+    return command, args, config_path, as_json, stop_all
 
 
 def run(parsed: Parsed) -> None:
     from . import core
 
-    ctx = core.Context(parsed.config_path, parsed.as_json)
-    args = parsed.args
+    command, args, config_path, as_json, stop_all = parsed
+    ctx = core.Context(config_path, as_json)
     {"status": lambda: core.status(ctx, args[0] if args else None),
      "locks": lambda: core.locks(ctx),
      "version": lambda: core.version(ctx),
@@ -70,8 +66,8 @@ def run(parsed: Parsed) -> None:
      "pause": lambda: core.set_state(ctx, args[0], "sleeping"),
      "resume": lambda: core.set_state(ctx, args[0], "ready"),
      "set": lambda: core.set_setting(ctx, *args),
-     "stop": lambda: core.stop(ctx, args, parsed.stop_all),
-     "jobs": lambda: core.jobs(ctx)}[parsed.command]()
+     "stop": lambda: core.stop(ctx, args, stop_all),
+     "jobs": lambda: core.jobs(ctx)}[command]()
 
 
 def main() -> None:
