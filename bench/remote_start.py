@@ -21,8 +21,10 @@ from tests.support.plugins import SETTINGS_JOB  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
 
-def measure(runs: int) -> list[float]:
-    broker = Broker()
+def measure(runs: int, broker: Broker | None = None) -> list[float]:
+    """Seconds per remote start; on `broker` if given (left running), else on one of its own."""
+    own_broker = broker is None
+    broker = broker or Broker()
     watcher = Watcher(broker.port, "pioreactor/#")
     daemon = Daemon(broker.port)
     daemon.add_plugin("tester", SETTINGS_JOB)
@@ -42,7 +44,8 @@ def measure(runs: int) -> list[float]:
     finally:
         daemon.cleanup()
         watcher.close()
-        broker.stop()
+        if own_broker:
+            broker.stop()
 
 
 def main() -> None:

@@ -21,38 +21,35 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
 from typing import Any
 
-import psutil
 import structlog
 import zmq
 
 from . import remote
 from .bridge import Bridge, ConnectionChange, Incoming, Will
-from .children import ExitInfo, Spawner, SubprocessSpawner, reap_orphans
-from .commands import CommandError, Control
+from .children import Spawner, SubprocessSpawner
+from .commands import Control
 from .config import Config
 from .experiment import ExperimentStore
-from .forkserver import ForkServerSpawner
+from .forkserver_spawner import ForkServerSpawner
 from .gpio import GpioService
+from .hardware.base import HardwareBackend
 from .jobchannel import JobChannel
+from .jobmessages import JobMessages
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
-from .names import BadName, check_job_name
+from .names import BadName
+from .operations import Operations
 from .protocol import new_id, utc_timestamp
-from .registry import Job, Registry
+from .registry import Registry
 from .sink import Sink
-from .supervisor import Reply, Supervisor
+from .supervisor import Supervisor
 from .systemd import Notifier
 
 log = structlog.get_logger("pioreactord.arbiter")
 
-TEST_HANG_ENV = "PIOREACTORD_TEST_HANG_FILE"
 STARTED_AT_ENV = "PIOREACTORD_STARTED_AT"
-# A job's process starts at most this long after its row's started_at (spawned) or before it (by
-# hand); a process at that pid started later is another one.
-PID_REUSE_SLACK = 10.0
 
 
 class DaemonAlreadyRunning(Exception):
@@ -60,7 +57,7 @@ class DaemonAlreadyRunning(Exception):
 
 
 class Daemon:
-    def __init__(self, config: Config, *, backend: Any, startup_warnings: Sequence[str] = (),
+    def __init__(self, config: Config, *, backend: HardwareBackend, startup_warnings: Sequence[str] = (),
                  startup_notes: Sequence[str] = ()) -> None:
         self.config = config
         self.pid = os.getpid()
@@ -73,8 +70,6 @@ class Daemon:
         self.registry = Registry()
         self.notifier = Notifier()
         self._signals: list[int] = []
-        self._stopping = False
-        self._exit_deadline: float | None = None
         self._startup_warnings = list(startup_warnings)
         self._startup_notes = list(startup_notes)
         for directory in (config.runtime_dir, config.state_dir):
@@ -98,19 +93,25 @@ class Daemon:
         self.control_socket = self._bind(config.control_socket)
         self.spawner: Spawner = (ForkServerSpawner(self.loop) if config.spawner == "forkserver"
                                  else SubprocessSpawner())
+        # Built in this order: each part gets the ones before it, nothing reaches back.
+        self.job_channel = JobChannel(socket=self.jobs_socket, loop=self.loop,
+                                      registry=self.registry)
         self.supervisor = Supervisor(
             config=config, loop=self.loop, registry=self.registry, sink=self.sink, hub=self.hub,
-            spawner=self.spawner, publish=self.publish, send_job=self._send_job,
-            subscribe=lambda p: self.bridge.subscribe(p, resend_retained=True),
+            spawner=self.spawner, job_channel=self.job_channel, gpio=self.gpio,
+            publish=self.publish, subscribe=lambda p: self.bridge.subscribe(p, resend_retained=True),
             unsubscribe=self.bridge.unsubscribe, experiment=self.experiment,
-            release_pins=self.gpio.release,
             on_jobs_changed=lambda: self.notifier.status(self._status_text()))
-        self.jobs = JobChannel(socket=self.jobs_socket, loop=self.loop, registry=self.registry,
-                               supervisor=self.supervisor, gpio=self.gpio, publish=self.publish,
-                               daemon_id=self.daemon_id, unit=config.unit,
-                               experiment=self.experiment)
-        self.control = Control(self.control_socket, self)
-        self.remote = remote.Remote(self)
+        self.job_messages = JobMessages(
+            channel=self.job_channel, registry=self.registry, supervisor=self.supervisor,
+            gpio=self.gpio, publish=self.publish, daemon_id=self.daemon_id, unit=config.unit,
+            experiment=self.experiment)
+        self.operations = Operations(
+            unit=config.unit, pid=self.pid, daemon_id=self.daemon_id, supervisor=self.supervisor,
+            registry=self.registry, job_channel=self.job_channel, bridge=self.bridge,
+            experiments=self.experiments, sink=self.sink, started_at=self.started_at, exec_at=self.exec_at)
+        self.control = Control(self.control_socket, self.operations, self.loop)
+        self.remote = remote.Remote(self.operations)
 
     # --- set-up --------------------------------------------------------------------------------
     @property
@@ -156,13 +157,13 @@ class Daemon:
     def run(self) -> int:
         self._install_signals()
         self.sink.start()
-        self.loop.watch(self.jobs_socket, self.jobs.on_readable)
+        self.job_channel.listen(self.job_messages.handle)
         self.loop.watch(self.control_socket, self.control.on_readable)
         for pattern in remote.subscriptions(self.config.unit):
             self.bridge.subscribe(pattern)
         self.bridge.start()
         self.spawner.start(self.supervisor.job_env_base())
-        self._adopt_previous_jobs()
+        self.supervisor.adopt_previous_jobs()
         self.supervisor.check_liveness()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
@@ -174,14 +175,9 @@ class Daemon:
             log.error(problem)
         self.notifier.ready(self._status_text())
         self._schedule_watchdog()
-        while not self._finished():
+        while not self.supervisor.may_exit():
             self.loop.run_once(max_wait=1.0)
         return self._shutdown()
-
-    def _finished(self) -> bool:
-        if not self._stopping:
-            return False
-        return not self.registry.jobs or time.monotonic() > (self._exit_deadline or 0)
 
     def _on_wake(self) -> None:
         while self._signals:
@@ -193,7 +189,7 @@ class Daemon:
                 break
             if isinstance(event, Incoming):
                 self.remote.handle(event)
-                self.jobs.forward(event)
+                self.job_channel.forward(event)
                 self.control.forward(event)
             elif isinstance(event, ConnectionChange):
                 self._on_connection(event)
@@ -218,22 +214,11 @@ class Daemon:
         interval = self.notifier.watchdog_interval or 5.0
 
         def tick() -> None:
-            hang_file = os.environ.get(TEST_HANG_ENV)
-            if hang_file and os.path.exists(hang_file):
-                os.unlink(hang_file)
-                time.sleep(3600)  # test hook: a hung loop, so systemd's watchdog must act
             self.notifier.watchdog()  # STATUS= is sent when the jobs change (on_jobs_changed)
-            self._reap_orphans()
+            self.supervisor.reap_orphans()
             self.loop.call_later(interval, tick)
 
         self.loop.call_later(0, tick)
-
-    def _reap_orphans(self) -> None:
-        keep = set(self.supervisor.child_pids)  # their pidfd handlers collect them
-        if self.spawner.helper_pid:
-            keep.add(self.spawner.helper_pid)
-        for pid in reap_orphans(keep):
-            log.debug("reaped an orphaned process", pid=pid)
 
     def _status_text(self) -> str:
         names = sorted(self.registry.jobs)
@@ -253,49 +238,6 @@ class Daemon:
     def experiment(self) -> str:
         return self.experiments.current
 
-    def set_experiment(self, name: str) -> str:
-        try:
-            previous = self.experiments.set(name)
-        except ValueError as exc:
-            raise CommandError(str(exc), "bad_request") from None
-        log.info("experiment changed", experiment=name, previous=previous)
-        return previous
-
-    def start_job(self, name: str, args: list[str], *, on_ready: Reply,
-                  experiment: str | None = None) -> Job:
-        if self._stopping:
-            raise CommandError("pioreactord is shutting down", "refused")
-        try:
-            check_job_name(name)
-        except BadName as exc:
-            raise CommandError(str(exc), "unknown_job") from None
-        return self.supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
-
-    def _send_job(self, identity: bytes | None, header: dict[str, Any], payload: bytes | None = None) -> None:
-        self.jobs.send(identity, header, payload)
-
-    def _adopt_previous_jobs(self) -> None:
-        """Rows a previous daemon left running: watch the live ones until they re-register
-        (their pidfd says if they end first), and end the others as lost, like any job that
-        ends: $state, non-persist settings cleared, row closed (is_running is never left at 1
-        for a process that is gone)."""
-        for row in self.sink.running_rows():
-            job = Job(name=row["job_name"], job_id=row["job_id"], experiment=row["experiment"],
-                      source=row["job_source"], token=None, pid=row["pid"],
-                      started_at=row["started_at"], row_written=True,
-                      settings=self.sink.settings_meta_of(row["job_id"]))
-            created = _process_start(row["pid"], row["started_at"])
-            if created is not None and job.name not in self.registry.jobs:
-                job.started_mono = time.monotonic() - max(0.0, time.time() - created)
-                self.registry.reserve(job)
-                if self.supervisor.watch_process(job, row["pid"], None):
-                    log.info("waiting for a job from before the restart", job=job.name, pid=row["pid"])
-                    continue
-                self.registry.forget(job)
-            log.warning("a job from before the restart ended while pioreactord was away",
-                        job=job.name, pid=row["pid"])
-            self.supervisor.finish(job, ExitInfo(None), clean=False)
-
     # --- MQTT ----------------------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
         return self.bridge.publish(topic, payload, qos=qos, retain=retain)
@@ -308,19 +250,13 @@ class Daemon:
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:
-        if self._stopping:
+        if self.supervisor.stopping:
             return
-        self._stopping = True
-        budget = self.config.stop_timeout + 5
-        self._exit_deadline = time.monotonic() + budget
-        log.info("stopping every job before exiting", reason=reason, jobs=len(self.registry.jobs))
+        budget = self.supervisor.stop_all(reason)
         self.notifier.stopping(budget + 5)
-        for job in list(self.registry.jobs.values()):
-            self.supervisor.stop(job)
 
     def _shutdown(self) -> int:
-        for job in list(self.registry.jobs.values()):  # survivors of SIGKILL: account for them
-            self.supervisor.finish(job, ExitInfo(None), clean=False)
+        self.supervisor.end_survivors()
         self.spawner.stop()
         log.info("pioreactord stopped")
         info = self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
@@ -334,21 +270,6 @@ class Daemon:
         for path in (self.config.job_socket, self.config.control_socket):
             path.unlink(missing_ok=True)
         return 0
-
-
-def _process_start(pid: int, started_at: str) -> float | None:
-    """When process `pid` started (epoch seconds) if it can still be the job a previous daemon
-    recorded at `started_at`: alive, and not younger than its row (else its pid was reused, e.g.
-    after a reboot). None otherwise."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return None
-        created = process.create_time()
-        recorded = datetime.strptime(started_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    except (psutil.Error, ValueError):
-        return None
-    return created if created <= recorded.timestamp() + PID_REUSE_SLACK else None
 
 
 def _wait_published(info: Any, timeout: float) -> None:

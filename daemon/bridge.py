@@ -111,9 +111,6 @@ class Bridge:
         for pattern in self._subscriptions:
             self._client.subscribe(pattern, qos=2)
 
-    def subscription_count(self, pattern: str) -> int:
-        return self._subscriptions[pattern]
-
     # --- paho thread: enqueue only -----------------------------------------------------------
     def _on_connect(self, client, userdata, flags, rc, properties=None) -> None:
         ok = (rc == 0) if isinstance(rc, int) else not rc.is_failure

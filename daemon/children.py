@@ -2,7 +2,7 @@
 
 `Spawner` is the one replaceable piece of the start path (`[pioreactord] spawner`):
 `SubprocessSpawner` (`exec`) runs a fresh interpreter, `python -m pioreactor.runner JOB ARGS...`;
-`ForkServerSpawner` (`forkserver`, in forkserver.py) forks the job from a pre-imported process and
+`ForkServerSpawner` (`forkserver`, in forkserver_spawner.py) forks the job from a pre-imported process and
 uses `exec` whenever that process cannot answer. Either way the job is the daemon's child.
 Whatever spawned a process, the daemon watches it through a pidfd (it becomes readable the moment
 the process ends, child or not), so jobs started by hand and jobs adopted after a daemon restart
@@ -11,16 +11,21 @@ are watched exactly like children.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .loop import Loop
 
 STDERR_TAIL_LINES = 20
+OUTPUT_QUIET = 0.05  # seconds without output before held stdout/stderr becomes one log record
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
 
@@ -240,3 +245,54 @@ class OutputCapture:
             if is_stderr:
                 self.stderr_tail.extend(rest.splitlines())
         return texts
+
+
+class OutputPipes:
+    """A spawned job's stdout/stderr pipes on the loop: read as output arrives, logged as one
+    record per quiet moment (`emit(is_stderr, text)`), drained and closed when the job ends."""
+
+    def __init__(self, loop: Loop, child: Child, capture: OutputCapture,
+                 emit: Callable[[bool, str], None]) -> None:
+        self._loop, self._child, self._capture, self._emit = loop, child, capture, emit
+        self._held: dict[bool, list[str]] = {}  # is_stderr -> texts waiting for a quiet moment
+
+    def watch(self) -> None:
+        for fd, is_stderr in self._open():
+            self._loop.watch(fd, functools.partial(self._readable, fd, is_stderr))
+
+    def _open(self) -> list[tuple[int, bool]]:
+        return [(fd, is_stderr) for fd, is_stderr in ((self._child.stdout_fd, False),
+                                                      (self._child.stderr_fd, True))
+                if fd is not None]
+
+    def _readable(self, fd: int, is_stderr: bool) -> None:
+        texts, eof = self._capture.read(fd, is_stderr)
+        if texts:
+            # Output arrives in pipe-sized pieces: a traceback is one record if we wait for a
+            # quiet moment before logging it.
+            held = self._held.setdefault(is_stderr, [])
+            if not held:
+                self._loop.call_later(OUTPUT_QUIET, lambda: self._flush(is_stderr))
+            held.extend(texts)
+        if eof:
+            self._close(fd)
+
+    def _flush(self, is_stderr: bool) -> None:
+        texts = self._held.pop(is_stderr, [])
+        if texts:
+            self._emit(is_stderr, "\n".join(texts))
+
+    def close(self) -> None:
+        """The process is gone: log what is left in its pipes, then close them."""
+        for fd, is_stderr in self._open():
+            self._held.setdefault(is_stderr, []).extend(self._capture.drain(fd, is_stderr))
+            self._flush(is_stderr)
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
+        self._loop.unwatch(fd)
+        os.close(fd)
+        if fd == self._child.stdout_fd:
+            self._child.stdout_fd = None
+        else:
+            self._child.stderr_fd = None

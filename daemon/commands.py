@@ -25,11 +25,12 @@ import zmq
 from . import __version__
 from .bridge import Incoming
 from .names import BadName, check_filter
-from .protocol import ProtocolError, decode, encode, topic_matches
+from .protocol import CommandError, ProtocolError, decode, encode, topic_matches
 from .registry import AlreadyRunning
 
 if TYPE_CHECKING:
-    from .arbiter import Daemon
+    from .loop import Loop
+    from .operations import Operations
 
 log = structlog.get_logger("pioreactord.commands")
 Reply = Callable[[dict[str, Any]], None]
@@ -47,15 +48,9 @@ class Stream:
     renewed: float
 
 
-class CommandError(Exception):
-    def __init__(self, message: str, code: str = "failed") -> None:
-        super().__init__(message)
-        self.code = code
-
-
 class Control:
-    def __init__(self, socket: zmq.Socket, daemon: Daemon) -> None:
-        self.socket, self.daemon = socket, daemon
+    def __init__(self, socket: zmq.Socket, ops: Operations, loop: Loop) -> None:
+        self.socket, self.ops, self.loop = socket, ops, loop
         self._commands: dict[str, Callable[[dict[str, Any], Reply], None]] = {
             name[4:]: getattr(self, name) for name in dir(self) if name.startswith("cmd_")
         }
@@ -69,7 +64,7 @@ class Control:
                 return
             self._dispatch(identity.bytes, [f.bytes for f in frames], _peer(identity))
 
-    def _dispatch(self, identity: bytes, frames: list[bytes], peer: str = "?") -> None:
+    def _dispatch(self, identity: bytes, frames: list[bytes], peer: str = "uid=?") -> None:
         request_id = None
 
         def reply(answer: dict[str, Any]) -> None:  # the caller's identity: reply.identity
@@ -99,7 +94,7 @@ class Control:
             reply({"ok": False, "error": f"internal error: {exc!r}", "code": "failed"})
 
     def _running(self, name: str):
-        job = self.daemon.registry.jobs.get(name)
+        job = self.ops.job(name)
         if job is None:
             raise CommandError(f"{name} is not running", "not_running")
         return job
@@ -107,32 +102,31 @@ class Control:
     # --- commands ------------------------------------------------------------------------------
     def cmd_ping(self, args: dict[str, Any], reply: Reply) -> None:
         """{} -> {unit, experiment, pid, daemon, jobs: int, streams: int (pioctl mqtt)}"""
-        d = self.daemon
-        reply({"ok": True, "result": {"unit": d.config.unit, "experiment": d.experiment(),
-                                      "pid": d.pid, "daemon": d.daemon_id,
-                                      "jobs": len(d.registry.jobs),
+        ops = self.ops
+        reply({"ok": True, "result": {"unit": ops.unit, "experiment": ops.experiment(),
+                                      "pid": ops.pid, "daemon": ops.daemon_id,
+                                      "jobs": len(ops.jobs()),
                                       "streams": len(self._streams)}})
 
     def cmd_version(self, args: dict[str, Any], reply: Reply) -> None:
         """{} -> {daemon: version, pid, started_at, exec_at} (exec_at: when this process last
         exec'd its code; started_at survives an in-place re-exec)."""
-        d = self.daemon
-        reply({"ok": True, "result": {"daemon": __version__, "pid": d.pid,
-                                      "started_at": d.started_at, "exec_at": d.exec_at}})
+        ops = self.ops
+        reply({"ok": True, "result": {"daemon": __version__, "pid": ops.pid,
+                                      "started_at": ops.started_at, "exec_at": ops.exec_at}})
 
     def cmd_start(self, args: dict[str, Any], reply: Reply) -> None:
         """{job, args: [str]} -> once ready: {job_name, pid, state, ...}; a short action that
         exits 0 -> {..., finished: true}. Errors: already_running (names the pid), unknown_job,
         start_failed (the job's own error and traceback tail)."""
-        self.daemon.start_job(str(args["job"]), [str(a) for a in args.get("args") or []],
-                              on_ready=reply)
+        self.ops.start(str(args["job"]), [str(a) for a in args.get("args") or []], on_ready=reply)
 
     def cmd_stop(self, args: dict[str, Any], reply: Reply) -> None:
         """{jobs: [name], all: bool} -> once every process is gone: {stopped: [{job_name,
         end_state, exit_code}]}. Error: not_running (nothing was stopped)."""
-        registry = self.daemon.registry
-        names = list(registry.jobs) if args.get("all") else [str(n) for n in args.get("jobs") or []]
-        missing = [n for n in names if n not in registry.jobs]
+        running = {job.name: job for job in self.ops.jobs()}
+        names = list(running) if args.get("all") else [str(n) for n in args.get("jobs") or []]
+        missing = [n for n in names if n not in running]
         if missing:
             raise CommandError(f"not running: {', '.join(missing)}", "not_running")
         if not names:
@@ -145,7 +139,7 @@ class Control:
                 reply({"ok": True, "result": {"stopped": results}})
 
         for name in names:
-            self.daemon.supervisor.stop(registry.jobs[name], on_gone=gone)
+            self.ops.stop(running[name], on_gone=gone)
 
     def cmd_pause(self, args: dict[str, Any], reply: Reply) -> None:
         """{job} -> {job_name, state: sleeping}. Errors: not_running, refused."""
@@ -163,39 +157,26 @@ class Control:
                 answer = {"ok": True, "result": {"job_name": name, "state": state}}
             reply(answer)
 
-        self.daemon.jobs.request(job, {"t": "state_set", "state": state}, answered)
+        self.ops.set_state(job, state, answered)
 
     def cmd_set(self, args: dict[str, Any], reply: Reply) -> None:
         """{job, setting, value: str} -> {job_name, setting, value}. The job casts and checks it
         exactly as for MQTT /set. Errors: not_running, not_settable, bad_value."""
         job = self._running(str(args["job"]))
-        self.daemon.jobs.request(job, {"t": "set", "setting": str(args["setting"]),
-                                       "value": str(args["value"])}, reply)
+        self.ops.set(job, str(args["setting"]), str(args["value"]), reply)
 
     def cmd_status(self, args: dict[str, Any], reply: Reply) -> None:
         """{job?, daemon?: bool} -> [{job_name, state, pid, experiment, settings, uptime,
         cpu_percent, rss_mib, source, job_id, started_at, version}]; with `daemon: true`
         {jobs: [those], daemon: {version, pid, started_at, exec_at, broker: {connected, since,
         reason, ...}, sink: {ok, since, error, ...}}}. Error: not_running (when a job is named)."""
-        jobs = self.daemon.registry.jobs
-        selected = [self._running(str(args["job"]))] if args.get("job") else list(jobs.values())
+        selected = [self._running(str(args["job"]))] if args.get("job") else self.ops.jobs()
         rows = [self._status_row(job) for job in selected]
-        reply({"ok": True, "result": {"jobs": rows, "daemon": self._daemon_status()}
+        reply({"ok": True, "result": {"jobs": rows, "daemon": self.ops.daemon_status()}
                if args.get("daemon") else rows})
 
-    def _daemon_status(self) -> dict[str, Any]:
-        d = self.daemon
-        part: dict[str, Any] = {"version": __version__, "pid": d.pid, "started_at": d.started_at,
-                                "exec_at": d.exec_at}
-        for name, owner in (("broker", d.bridge), ("sink", d.sink)):
-            state = getattr(owner, "state", None)  # their owners' interface (interfaces.md)
-            if callable(state):
-                part[name] = state()
-        part.setdefault("broker", {"connected": d.bridge.connected})
-        return part
-
     def _status_row(self, job) -> dict[str, Any]:
-        row = self.daemon.supervisor.describe(job)
+        row = self.ops.describe(job)
         try:
             process = psutil.Process(job.pid)
             row["cpu_percent"] = process.cpu_percent(interval=None)
@@ -206,23 +187,22 @@ class Control:
 
     def cmd_locks(self, args: dict[str, Any], reply: Reply) -> None:
         """{} -> [{pin, job_name, pid, since}] of the held pins only."""
-        pins = self.daemon.registry.pins
-        reply({"ok": True, "result": [vars(lock) for _, lock in sorted(pins.items())]})
+        reply({"ok": True, "result": [vars(lock) for lock in self.ops.locks()]})
 
     def cmd_experiment(self, args: dict[str, Any], reply: Reply) -> None:
         """{name?} -> {experiment, previous?}. Changing it affects jobs started from then on."""
         name = args.get("name")
         if name is None:
-            return reply({"ok": True, "result": {"experiment": self.daemon.experiment()}})
-        previous = self.daemon.set_experiment(str(name))
+            return reply({"ok": True, "result": {"experiment": self.ops.experiment()}})
+        previous = self.ops.set_experiment(str(name))
         reply({"ok": True, "result": {"experiment": str(name), "previous": previous}})
 
     def cmd_jobs(self, args: dict[str, Any], reply: Reply) -> None:
         """{} -> [{name, source, origin, help, error?}]: startable jobs, built-in and plugins;
         a plugin that fails to import is listed with its error. Built in a subprocess, so a bad
         plugin can neither crash nor block the daemon."""
-        env = self.daemon.supervisor.job_env_base()
-        loop = self.daemon.loop
+        env = self.ops.job_env()
+        loop = self.loop
 
         def work() -> None:
             try:
@@ -261,8 +241,8 @@ class Control:
         self._streams[identity] = stream
         reply({"ok": True, "result": {"topics": patterns}})
         for pattern in patterns:
-            self.daemon.bridge.subscribe(pattern, resend_retained=True)
-        self.daemon.loop.call_later(STREAM_IDLE, lambda: self._expire(stream))
+            self.ops.follow(pattern)
+        self.loop.call_later(STREAM_IDLE, lambda: self._expire(stream))
 
     def forward(self, message: Incoming) -> None:
         """A broker message to every stream following a matching pattern."""
@@ -283,17 +263,14 @@ class Control:
         idle = time.monotonic() - stream.renewed
         if idle >= STREAM_IDLE:
             return self._end_stream(stream.identity, f"not renewed for {idle:.0f} s")
-        self.daemon.loop.call_later(STREAM_IDLE - idle, lambda: self._expire(stream))
+        self.loop.call_later(STREAM_IDLE - idle, lambda: self._expire(stream))
 
     def _end_stream(self, identity: bytes, why: str) -> None:
         stream = self._streams.pop(identity, None)
         if stream is not None:
             for pattern in stream.patterns:
-                self.daemon.bridge.unsubscribe(pattern)
+                self.ops.unfollow(pattern)
             log.debug("mqtt stream ended", why=why, topics=stream.patterns)
-
-    def stream_count(self) -> int:
-        return len(self._streams)
 
 
 # Commands that change nothing; every other one is logged with the caller's uid.

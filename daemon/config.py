@@ -1,8 +1,9 @@
 """The daemon's settings: one declared record per key, and the one place that loads them.
 
-The table `SETTINGS` feeds validation, `etc/pioreactord.ini` (see `render_ini`, checked by a test)
-and the docs. Precedence lives in `resolve_config_path`: `--config`, then `$PIOREACTORD_CONFIG`,
-then `/etc/pioreactord.ini`.
+The table `SETTINGS` feeds validation, the docs and `etc/pioreactord.ini` (`render_ini`;
+tests/unit/test_config.py checks that the installed file documents exactly these keys).
+Precedence lives in `resolve_config_path`: `--config`, then `$PIOREACTORD_CONFIG`, then
+`/etc/pioreactord.ini`.
 
 Any other INI section (`[stirring]`, `[PWM]`, ...) is job configuration: the daemon keeps the raw
 parser for it but never interprets it, except `[PWM]`, whose channel -> name map it needs to know

@@ -27,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from .hardware.base import HardwareBackend
 from .registry import Job, PinBusy, Registry
 
 log = structlog.get_logger("pioreactord.gpio")
@@ -35,7 +36,7 @@ LED_CHANNELS = ("A", "B", "C", "D")
 
 
 class GpioService:
-    def __init__(self, *, registry: Registry, backend: Any, unit: str,
+    def __init__(self, *, registry: Registry, backend: HardwareBackend, unit: str,
                  experiment: Callable[[], str], publish: Callable[..., Any]) -> None:
         self.registry, self.backend = registry, backend
         self._unit, self._experiment, self._publish = unit, experiment, publish

@@ -25,10 +25,6 @@ class Timer:
     when: float
     seq: int
     callback: Callable[[], Any] = field(compare=False)
-    cancelled: bool = field(default=False, compare=False)
-
-    def cancel(self) -> None:
-        self.cancelled = True
 
 
 class Loop:
@@ -55,6 +51,8 @@ class Loop:
             self.poller.unregister(source)
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
+        """Run `callback` once after `delay` s. There is no cancelling: a callback checks that
+        it still applies when it runs (e.g. its job is still the registered one)."""
         timer = Timer(time.monotonic() + delay, next(self._seq), callback)
         heapq.heappush(self._timers, timer)
         return timer
@@ -85,8 +83,6 @@ class Loop:
         self._run_due_timers()
 
     def _timeout_ms(self, max_wait: float) -> int:
-        while self._timers and self._timers[0].cancelled:
-            heapq.heappop(self._timers)
         wait = max_wait
         if self._timers:
             wait = min(wait, max(0.0, self._timers[0].when - time.monotonic()))
@@ -96,8 +92,7 @@ class Loop:
         now = time.monotonic()
         while self._timers and self._timers[0].when <= now:
             timer = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                self._guarded(timer.callback)
+            self._guarded(timer.callback)
 
     def _run_posted(self) -> None:
         while True:

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from . import console
 from .config import Config, ConfigError
 from .protocol import EXIT_UNKNOWN_JOB as EXIT_CONFIG  # 78, EX_CONFIG: systemd must not retry
 
@@ -19,6 +20,7 @@ from .protocol import EXIT_UNKNOWN_JOB as EXIT_CONFIG  # 78, EX_CONFIG: systemd 
               help="config file (default: $PIOREACTORD_CONFIG, then /etc/pioreactord.ini)")
 def main(config_path: str | None) -> None:
     """Supervise Pioreactor jobs: MQTT, the SQLite log sink and GPIO locks in one process."""
+    console.guard_std_streams()  # a closed stdout/stderr (tee gone, terminal closed) is harmless
     try:
         config = Config.load(config_path)
     except ConfigError as exc:
@@ -49,6 +51,10 @@ def main(config_path: str | None) -> None:
         sys.exit(EXIT_CONFIG)
     except (DaemonAlreadyRunning, HardwareError, OSError) as exc:
         raise SystemExit(f"pioreactord: cannot start: {exc}") from None
+    import structlog
+
+    console_log = structlog.get_logger("pioreactord.console")
+    console.report_to(lambda message: daemon.loop.post(lambda: console_log.warning(message)))
     sys.exit(daemon.run())
 
 

@@ -76,6 +76,16 @@ class ProtocolError(ValueError):
     """A frame that is not a message of this protocol (the text says what was wrong)."""
 
 
+class CommandError(Exception):
+    """A request refused with one of the reply error codes (`code`): raised by the daemon's
+    operations, turned into `{ok: false, error, code}` by the control channel and into a log
+    line by MQTT commands."""
+
+    def __init__(self, message: str, code: str = "failed") -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def encode(header: dict[str, Any], payload: bytes | None = None) -> list[bytes]:
     frames = [json.dumps({"v": VERSION, **header}, separators=(",", ":")).encode()]
     if payload is not None:

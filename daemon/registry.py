@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .children import Child, OutputCapture
+from .children import Child, OutputCapture, OutputPipes
 from .protocol import utc_timestamp
 
 
@@ -54,6 +54,7 @@ class Job:
     child: Child | None = None  # set when this daemon spawned it
     pidfd: int | None = None
     output: OutputCapture = field(default_factory=OutputCapture)
+    pipes: OutputPipes | None = None  # its stdout/stderr on the loop, when this daemon spawned it
     said_bye: bool = False  # the job finished its clean-up itself
     stop_requested: bool = False
     started_at: str = field(default_factory=utc_timestamp)
@@ -110,9 +111,6 @@ class Registry:
 
     def by_token(self, token: str) -> Job | None:
         return next((j for j in self._all() if j.token == token), None)
-
-    def by_pidfd(self, fd: int) -> Job | None:
-        return next((j for j in self._all() if j.pidfd == fd), None)
 
     def _all(self) -> list[Job]:
         return [*self.jobs.values(), *self.actions.values()]

@@ -13,7 +13,7 @@ Retained messages (delivered from the broker's store) are ignored, so a stale re
 never starts a job after a reboot — except the assignment, which is state and counts retained.
 `{exp}` must be the unit's experiment or `$experiment` (the job then runs under `$experiment`);
 a running job is also addressed by the experiment it started under. Otherwise: ignored, logged.
-Starts go through `Daemon.start_job`, like `pioctl start`. Log lines have task `pioreactord`.
+Everything goes through `operations.Operations`, like pioctl's commands. Log lines have task `pioreactord`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import structlog
 
 from . import runargs
 from .bridge import Incoming
-from .commands import CommandError
+from .protocol import CommandError
 from .registry import AlreadyRunning
 
 if TYPE_CHECKING:
-    from .arbiter import Daemon
+    from .operations import Operations
 
 log = structlog.get_logger("pioreactord.remote")
 
@@ -48,16 +48,16 @@ def assignment_topic(unit: str) -> str:
 
 
 class Remote:
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, ops: Operations) -> None:
+        self.ops = ops
 
     def handle(self, message: Incoming) -> None:
-        if message.topic == assignment_topic(self.daemon.config.unit):
+        if message.topic == assignment_topic(self.ops.unit):
             return self._assignment(message.payload)
         parts = message.topic.split("/")
         if message.retain or parts[0] != "pioreactor" or len(parts) < 5:
             return
-        if parts[1] not in (self.daemon.config.unit, "$broadcast"):
+        if parts[1] not in (self.ops.unit, "$broadcast"):
             return
         if len(parts) == 6 and parts[5] == "set":
             experiment, job_name, leaf = parts[2:5]
@@ -70,18 +70,18 @@ class Remote:
             self._run_request(parts[2], parts[4], message.payload)
 
     def _experiment_ok(self, experiment: str, job_experiment: str | None) -> bool:
-        return experiment in ("$experiment", self.daemon.experiment(), job_experiment)
+        return experiment in ("$experiment", self.ops.experiment(), job_experiment)
 
     def _setting_request(self, experiment: str, job_name: str, setting: str, value: str) -> None:
-        job = self.daemon.registry.jobs.get(job_name)
+        job = self.ops.job(job_name)
         if job is None or not job.registered or not self._experiment_ok(experiment, job.experiment):
             return
-        self.daemon.jobs.send(job.identity, {"t": "set", "setting": setting, "value": value})
+        self.ops.set(job, setting, value)
 
     def _state_request(self, experiment: str, job_name: str, state: str) -> None:
-        job = self.daemon.registry.jobs.get(job_name)
+        job = self.ops.job(job_name)
         if not self._experiment_ok(experiment, job.experiment if job else None):
-            return _wrong_experiment(f"{job_name}/$state/set", experiment, self.daemon.experiment())
+            return _wrong_experiment(f"{job_name}/$state/set", experiment, self.ops.experiment())
         if state not in STATES:
             log.warning(f"ignored {job_name}/$state/set: unknown state {state!r} "
                         f"(expected one of {', '.join(STATES)})")
@@ -91,14 +91,14 @@ class Remote:
                 self._start(job_name, [], experiment, f"{job_name}/$state/set ready")
             return
         if state == "disconnected":
-            self.daemon.supervisor.stop(job)
+            self.ops.stop(job)
         elif job.registered:
-            self.daemon.jobs.send(job.identity, {"t": "state_set", "state": state})
+            self.ops.set_state(job, state)
 
     def _run_request(self, experiment: str, job_name: str, payload: bytes) -> None:
         what = f"run/{job_name}"
         if not self._experiment_ok(experiment, None):
-            return _wrong_experiment(what, experiment, self.daemon.experiment())
+            return _wrong_experiment(what, experiment, self.ops.experiment())
         try:
             args = runargs.parse(payload)
         except runargs.BadRunRequest as exc:
@@ -112,8 +112,8 @@ class Remote:
                 log.error(f"{what} failed: {answer.get('error')}")
 
         try:
-            self.daemon.start_job(job_name, args, on_ready=started,
-                                  experiment=experiment if experiment == "$experiment" else None)
+            self.ops.start(job_name, args, on_ready=started,
+                           experiment=experiment if experiment == "$experiment" else None)
         except (AlreadyRunning, CommandError, OSError) as exc:
             log.error(f"{what} refused: {exc}")
 
@@ -128,10 +128,10 @@ class Remote:
             log.error(f"ignored experiment assignment {payload[:200]!r}: expected JSON "
                       f'{{"experiment": "<name>"}} ({type(exc).__name__}: {exc})')
             return
-        if name.strip() == self.daemon.experiment():
+        if name.strip() == self.ops.experiment():
             return
         try:
-            self.daemon.set_experiment(name)
+            self.ops.set_experiment(name)
         except CommandError as exc:
             log.error(f"ignored experiment assignment: {exc}")
 

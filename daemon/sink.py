@@ -90,11 +90,6 @@ class Sink:
         except (ValueError, TypeError):
             return {}
 
-    def settings_of(self, job_id: int) -> dict[str, bytes | None]:
-        rows = self._conn.execute(
-            "SELECT setting, value FROM pio_job_published_settings WHERE job_id = ?", (job_id,))
-        return {name: value for name, value in rows}
-
     # --- writes (any thread) -----------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()

@@ -29,12 +29,11 @@ def led_intensity(channels: Any = None, intensities: Any = None, *, unit: str | 
     wanted = _desired_state(channels, intensities)
     if not wanted:
         raise ValueError("led_intensity: no channel given")
-    from pioreactor.background_jobs.base import _live_jobs
+    from pioreactor.background_jobs import running
 
-    if _live_jobs:
-        from pioreactor.utils.pwm import hw_request
-
-        hw_request(_live_jobs[-1], "led", {"intensities": wanted})
+    job = running.any_job()
+    if job is not None:
+        job.hardware_request("led", {"intensities": wanted})
     else:
         _one_shot(wanted)
     return True

@@ -1,7 +1,7 @@
 """The few `hw` requests the built-in jobs make to pioreactord (private to this package).
 
 Jobs never touch GPIO: each call below is one request over the job's channel to the daemon's
-hardware backend (pioreactord.gpio lists the ops), sent by `pioreactor.utils.pwm.hw_request`, the
+hardware backend (pioreactord.gpio lists the ops), sent by `BackgroundJob.hardware_request`, the
 one place refusals are translated: a pin locked by another job raises PWMLockError naming the
 holder; anything else (a duty cycle out of range, the daemon away) HardwareRequestError.
 """
@@ -22,9 +22,7 @@ class Hardware:
         self._job = job
 
     def _request(self, op: str, **args: Any) -> dict[str, Any]:
-        from pioreactor.utils.pwm import hw_request
-
-        return hw_request(self._job, op, args)
+        return self._job.hardware_request(op, args)
 
     def lock(self, pin: int) -> dict[str, Any]:
         """Take the daemon's lock on `pin`; PWMLockError names the holder if it is taken."""

@@ -126,7 +126,7 @@ class ODReader(BackgroundJob):
         self._reschedule.set()  # first reading now, not at the old schedule's next slot
 
     def on_disconnected(self) -> None:
-        if "_thread" not in self.__dict__:  # failed before the loop existed
+        if not hasattr(self, "_thread"):  # failed before the loop existed
             return
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():

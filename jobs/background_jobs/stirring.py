@@ -127,7 +127,7 @@ class Stirrer(BackgroundJob):
         self._start_motor()
 
     def on_disconnected(self) -> None:
-        stop: Any = self.__dict__.get("_stop")
+        stop: Any = getattr(self, "_stop", None)
         if stop is None:  # failed before the loop existed
             return
         stop.set()

@@ -17,61 +17,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from pioreactor.exc import HardwareRequestError, PWMLockError
 
-class PWMLockError(RuntimeError):
-    """The daemon refused the lock: the message names the job and pid that hold the pin."""
-
-
-class HardwareRequestError(RuntimeError):
-    """The daemon refused or failed a hardware request (its message says why)."""
+__all__ = ["PWM", "PWMLockError", "HardwareRequestError"]
 
 
 def current_job(job: Any = None) -> Any:
     """The job whose channel carries hardware requests: `job`, else the newest live job here."""
-    if job is not None:
-        return job
-    from pioreactor.background_jobs.base import _live_jobs
+    from pioreactor.background_jobs import running
 
-    if not _live_jobs:
-        raise RuntimeError("PWM needs a running BackgroundJob in this process: create it inside "
-                           "your job (after super().__init__), so pioreactord knows who holds the "
-                           "pin and can switch it off when the job ends")
-    return _live_jobs[-1]
-
-
-def hw_request(job: Any, op: str, args: dict[str, Any]) -> dict[str, Any]:
-    """One `hw` request over `job`'s channel; PWMLockError / HardwareRequestError if refused."""
-    from pioreactor.channel import RequestFailed
-
-    try:
-        # `daemon`: whom we registered with; a new daemon keeps the request until we are back.
-        result = job._channel.request({"t": "hw", "op": op, "args": args,
-                                       "daemon": job.__dict__.get("_daemon_id")}, timeout=10)
-    except RequestFailed as exc:
-        if exc.code == "pin_busy":
-            raise PWMLockError(str(exc)) from None
-        raise HardwareRequestError(f"pioreactord refused {op} {args}: {exc}") from None
-    remember_pins(job, op, args)
-    return result
-
-
-def remember_pins(job: Any, op: str, args: dict[str, Any]) -> None:
-    """Keep what the daemon granted: the pins `job` holds and the duty cycles it drives. A new
-    daemon (after a restart) gets both at re-registration, locks them again and drives them again
-    on its own backend."""
-    if "pin" not in args:
-        return
-    pin = int(args["pin"])
-    locked = job.__dict__.setdefault("_locked_pins", set())
-    driven = job.__dict__.setdefault("_driven_pins", {})
-    if op == "lock":
-        locked.add(pin)
-    elif op == "unlock":
-        locked.discard(pin)
-    elif op == "pwm" and float(args["dc"]) > 0:
-        driven[pin] = {"pin": pin, "hz": float(args.get("hz") or 0), "dc": float(args["dc"])}
-    elif op in ("pwm", "pwm_off"):
-        driven.pop(pin, None)
+    return job if job is not None else running.current_job("PWM")
 
 
 def check_duty_cycle(dc: Any) -> float:
@@ -94,7 +49,7 @@ class PWM:
         self._driven = False
 
     def _request(self, op: str, **args: Any) -> dict[str, Any]:
-        return hw_request(self._job, op, {"pin": self.pin, **args})
+        return self._job.hardware_request(op, {"pin": self.pin, **args})
 
     def lock(self) -> None:
         self._request("lock")
@@ -111,18 +66,14 @@ class PWM:
         self._request("pwm", hz=self.hz, dc=dc)
         self.duty_cycle, self._driven = dc, True
 
-    def _job_ended(self) -> bool:
-        """After its job ended the daemon has switched the pin off and freed the lock already."""
-        return self._job._disconnected.is_set()
-
     def stop(self) -> None:
-        if (self._driven or self._locked) and not self._job_ended():
+        if self._driven or self._locked:  # (after the job ended: answered by the job itself)
             self._request("pwm_off")
         self.duty_cycle, self._driven = 0.0, False
 
     def cleanup(self) -> None:
         self.stop()
-        if self._locked and not self._job_ended():
+        if self._locked:
             self._request("unlock")
         self._locked = False
 

@@ -25,14 +25,14 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self) -> None:
+    def __init__(self, extra_conf: str = "") -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.dir = Path(tempfile.mkdtemp(prefix="mq", dir="/tmp"))
         self.port = free_port()
         conf = self.dir / "mosquitto.conf"
         conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "max_queued_messages 100000\npersistence false\n")
+                        "max_queued_messages 100000\npersistence false\n" + extra_conf)
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)

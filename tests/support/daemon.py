@@ -70,11 +70,13 @@ seed = 1
         path.write_text(source)
         return path
 
-    def start(self, env: dict[str, str] | None = None) -> Daemon:
+    def start(self, env: dict[str, str] | None = None, *, console: Any = None) -> Daemon:
+        """`console`: the daemon's stdout and stderr (a file object or fd; default daemon.out)."""
         readies = self.forkserver_readies()
         self.output = open(self.root / "daemon.out", "ab")
         self.process = subprocess.Popen([str(BIN / "pioreactord"), "--config", str(self.config)],
-                                        env={**self.env, **(env or {})}, stdout=self.output,
+                                        env={**self.env, **(env or {})},
+                                        stdout=self.output if console is None else console,
                                         stderr=subprocess.STDOUT)
         wait_for(lambda: self.pioctl("status", check=False).returncode == 0 or self._died(), 15,
                  "pioreactord answering")

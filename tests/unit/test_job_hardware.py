@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from pioreactor.actions.led_intensity import _desired_state
+from pioreactor.background_jobs.link import DaemonLink
 from pioreactor.channel import RequestFailed
 from pioreactor.config import config
 from pioreactor.hardware_mappings import PWM_TO_PIN
 from pioreactor.utils import clamp
-from pioreactor.utils.pwm import PWM, PWMLockError
+from pioreactor.utils.pwm import PWM, HardwareRequestError, PWMLockError
 
 
 class FakeChannel:
@@ -27,9 +26,15 @@ class FakeChannel:
 
 
 class FakeJob:
+    """A job's hardware requests as BackgroundJob makes them: through its DaemonLink."""
+
     def __init__(self, channel: FakeChannel) -> None:
-        self._channel = channel
-        self._disconnected = threading.Event()
+        self.link = DaemonLink("fake", describe=lambda adopt: {}, on_event=lambda *_: None,
+                               report=lambda text: None)
+        self.link.channel = channel  # type: ignore[assignment]
+
+    def hardware_request(self, op: str, args: dict) -> dict:
+        return self.link.hardware(op, args)
 
 
 @pytest.fixture
@@ -62,19 +67,19 @@ def test_pwm_requests_and_duty_cycle_checks():
     with PWM(13, 100, job=job) as pwm:
         pwm.lock()
         pwm.start(10)
-        assert job._driven_pins == {13: {"pin": 13, "hz": 100.0, "dc": 10.0}}  # for a new daemon
+        assert job.link.driven_pins == {13: {"pin": 13, "hz": 100.0, "dc": 10.0}}  # for a new daemon
         pwm.change_duty_cycle(0)
-        assert job._driven_pins == {}
+        assert job.link.driven_pins == {}
         with pytest.raises(ValueError, match="duty cycle 150 is outside 0..100"):
             pwm.change_duty_cycle(150)
         with pytest.raises(ValueError, match="'fast' is not a number"):
             pwm.change_duty_cycle("fast")
-        assert job._locked_pins == {13}
+        assert job.link.locked_pins == {13}
     assert [(h["op"], h["args"]) for h in channel.sent] == [
         ("lock", {"pin": 13}), ("pwm", {"pin": 13, "hz": 100.0, "dc": 10.0}),
         ("pwm", {"pin": 13, "hz": 100.0, "dc": 0.0}), ("pwm_off", {"pin": 13}),
         ("unlock", {"pin": 13})]
-    assert job._locked_pins == set()
+    assert job.link.locked_pins == set()
 
 
 def test_pwm_lock_refused_names_the_holder_and_cleanup_touches_nothing():
@@ -85,6 +90,19 @@ def test_pwm_lock_refused_names_the_holder_and_cleanup_touches_nothing():
         pwm.lock()
     pwm.cleanup()  # never locked nor driven: nothing to ask (the holder's pin stays on)
     assert [h["op"] for h in channel.sent] == ["lock"]
+
+
+def test_after_its_job_ended_a_pwm_releases_nothing_and_drives_nothing():
+    channel = FakeChannel()
+    job = FakeJob(channel)
+    pwm = PWM(13, 100, job=job)
+    pwm.lock()
+    pwm.start(20)
+    job.link.ended.set()  # the daemon switched the pin off and freed it when the job ended
+    pwm.cleanup()
+    assert [h["op"] for h in channel.sent] == ["lock", "pwm"]
+    with pytest.raises(HardwareRequestError, match="fake has ended"):
+        pwm.start(10)
 
 
 def test_pwm_needs_a_job():

@@ -1,0 +1,153 @@
+"""Every figure of issue 14, each beside its yardstick measured in the same run.
+
+    bash bench/run.sh [-n 10] [--lines 5000]      (builds .venv-bench with `pip install .`, runs this)
+
+Prints a Markdown table (median, min–max, n; the ratio to the yardstick; the goal) and the machine
+it ran on. Medians of n rounds; the interpreter yardstick is measured at the start and at the end
+and both halves count. Starts its own mosquitto twice, a stock one and one with
+`set_tcp_nodelay true`, and its own daemons (tests/support), and kills all of them at the end.
+Run it with the interpreter of a regular install (bench/run.sh does): an editable install slows
+every interpreter start and so every figure that includes one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil  # noqa: E402
+
+from bench import logflood, remote_start, spawn  # noqa: E402
+from bench.yardsticks import Figure, bare_interpreter_memory, interpreter_start  # noqa: E402
+from tests.support.broker import Broker, Watcher  # noqa: E402
+from tests.support.daemon import Daemon  # noqa: E402
+from tests.support.plugins import SETTINGS_JOB  # noqa: E402
+
+NODELAY = "set_tcp_nodelay true\n"
+# Pioreactor's own figures on this machine (/work/shared/notes/machine-facts.md), not re-measured:
+# (what, figure, the yardstick of that day: `python -c pass` from a venv, 22 ms).
+PIOREACTOR = (
+    ("Pioreactor minimal job: launch -> `$state=ready`", "282 ms", 282 / 22),
+    ("Pioreactor job memory (fresh interpreter)", "RSS 27.7 MiB, USS 16.9 MiB", None),
+    ("the same job forked from a warm pre-imported process", "14.7 ms; USS 3.9 MiB", 14.7 / 22),
+    ("Pioreactor job: kill -9 -> `lost` on the broker", "3.6 ms", 3.6 / 22),
+)
+
+
+def ms(seconds: list[float], name: str) -> Figure:
+    return Figure(name, "ms", [s * 1000 for s in seconds])
+
+
+def daemon_idle_rss(broker: Broker, rounds: int) -> Figure:
+    """RSS of a daemon with no job, just started (its fork server ready), one daemon per round."""
+    figure = Figure("daemon idle RSS", "MiB")
+    for _ in range(rounds):
+        daemon = Daemon(broker.port)
+        try:
+            daemon.start()
+            assert daemon.process is not None
+            figure.samples.append(psutil.Process(daemon.process.pid).memory_info().rss / 2**20)
+        finally:
+            daemon.cleanup()
+    return figure
+
+
+def pioctl_status(daemon: Daemon, rounds: int) -> Figure:
+    figure = Figure("`pioctl status`", "ms")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        daemon.pioctl("status")
+        figure.samples.append((time.perf_counter() - began) * 1000)
+    return figure
+
+
+def spawn_figures(broker: Broker, rounds: int) -> dict[str, Figure]:
+    """Control call -> ready, pioctl start -> ready, pioctl status, USS of idle forked jobs."""
+    daemon = Daemon(broker.port)
+    daemon.add_plugin("tester", SETTINGS_JOB)
+    for i in range(rounds):
+        daemon.add_plugin(f"tester{i}", SETTINGS_JOB.replace("tester", f"tester{i}"))
+    watcher = Watcher(broker.port, f"pioreactor/{daemon.unit}/#")
+    try:
+        daemon.start()
+        daemon.pioctl("start", "tester")  # warm the page cache and the .pyc files
+        daemon.pioctl("stop", "tester")
+        figures = {"status": pioctl_status(daemon, rounds)}
+        times = spawn.time_starts(daemon, watcher, rounds)
+        figures["control"] = Figure("start, control call -> ready", "ms",
+                                    times["control call start -> ready (ms)"])
+        figures["pioctl start"] = Figure("`pioctl start` -> ready", "ms",
+                                         times["pioctl start -> ready (ms)"])
+        memory = spawn.measure_memory(daemon, rounds)
+        figures["uss"] = Figure("USS of an idle forked job", "MiB", memory["USS (MiB)"])
+        figures["rss"] = Figure("RSS of an idle forked job", "MiB", memory["RSS (MiB)"])
+        return figures
+    finally:
+        watcher.close()
+        daemon.cleanup()
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.machine())
+    mosquitto = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} cores, {cpu}; load {load}; "
+            f"Python {platform.python_version()} ({sys.executable}); "
+            f"{mosquitto.splitlines()[0] if mosquitto else 'mosquitto'}")
+
+
+def row(figure: Figure, yardstick: Figure, goal: str) -> str:
+    ratio = figure.median / yardstick.median
+    return f"| {figure.name} | {figure.text()} | {yardstick.name}: {yardstick.text()} | " \
+           f"{ratio:.2f}× | {goal} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-n", type=int, default=10, help="rounds per figure (>= 10 for the table)")
+    parser.add_argument("--lines", type=int, default=5000, help="log lines per burst")
+    options = parser.parse_args()
+    n = options.n
+    print(f"machine: {machine()}", flush=True)
+    python = interpreter_start(n)
+    bare_rss, bare_uss = bare_interpreter_memory(n)
+    stock, tuned = Broker(), Broker(NODELAY)
+    try:
+        mqtt_stock = ms(remote_start.measure(n, stock),
+                        "job start over MQTT, `$state/set ready` -> `$state ready`, stock mosquitto")
+        mqtt_tuned = ms(remote_start.measure(n, tuned),
+                        "job start over MQTT, the same, mosquitto `set_tcp_nodelay true`")
+        figures = spawn_figures(tuned, n)
+        rss = daemon_idle_rss(tuned, n)
+        logs, ceiling = logflood.measure(tuned, n, options.lines)
+    finally:
+        stock.stop()
+        tuned.stop()
+    python.samples += interpreter_start(n).samples
+    print("\n| figure | median (min–max, n) | yardstick, same run | ratio | goal |")
+    print("|---|---|---|---|---|")
+    print(row(mqtt_tuned, python, "< 1.0×"))
+    print(row(mqtt_stock, python, "< 3×"))
+    print(row(figures["control"], python, "≤ 8 ms"))
+    print(row(figures["pioctl start"], python, ""))
+    print(row(figures["uss"], bare_uss, "≤ 4 MB (0.3×)"))
+    print(row(figures["rss"], bare_rss, ""))
+    print(row(logs, ceiling, "≥ 40,000 lines/s"))
+    print(row(figures["status"], python, "≤ 4×"))
+    print(row(rss, bare_rss, "≤ 30 MB"))
+    print("\nPioreactor, for comparison (notes/machine-facts.md, not re-measured)")
+    print("\n| Pioreactor | figure | ratio to that day's `python -c pass` (22 ms) |\n|---|---|---|")
+    for what, figure, ratio in PIOREACTOR:
+        print(f"| {what} | {figure} | {'' if ratio is None else f'{ratio:.2f}×'} |")
+
+
+if __name__ == "__main__":
+    main()

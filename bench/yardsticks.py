@@ -1,0 +1,135 @@
+"""What every figure of bench/run_all.py is compared with, measured in the same run.
+
+The machine is shared and noisy (the same micro-benchmark drifts up to 2x within an hour), so a
+figure alone says little: its ratio to a yardstick measured minutes apart does.
+- `python -c pass`: a bare interpreter start of the interpreter that runs the bench (a regular,
+  not editable, install: an editable one adds a .pth finder that costs every start ~12 ms).
+- a bare interpreter that imported paho, zmq and psutil (what a job needs at least): its RSS/USS.
+- one paho client publishing QoS-0 messages to the same broker, counted by the same subscriber
+  the log figure uses: the MQTT ceiling a log line has to pass.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+import psutil
+
+
+@dataclass
+class Figure:
+    """Samples of one figure and how to print them."""
+
+    name: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples) if self.samples else float("nan")
+
+    def text(self) -> str:
+        if not self.samples:
+            return "n/a"
+        decimals = 0 if self.median >= 1000 else 1 if self.median >= 10 else 2
+        return (f"{self.median:,.{decimals}f} {self.unit} "
+                f"({min(self.samples):,.{decimals}f}–{max(self.samples):,.{decimals}f}, "
+                f"n={len(self.samples)})")
+
+
+def interpreter_start(rounds: int, python: str = sys.executable) -> Figure:
+    figure = Figure("python -c pass", "ms")
+    for _ in range(rounds):
+        began = time.perf_counter()
+        subprocess.run([python, "-c", "pass"], check=True)
+        figure.samples.append((time.perf_counter() - began) * 1000)
+    return figure
+
+
+BARE_JOB = "import paho.mqtt.client, zmq, psutil, sys; print('up', flush=True); sys.stdin.read()"
+
+
+def bare_interpreter_memory(rounds: int) -> tuple[Figure, Figure]:
+    """RSS and USS of a bare interpreter that imported paho, zmq and psutil, idle."""
+    rss, uss = Figure("bare python + paho, zmq, psutil: RSS", "MiB"), \
+        Figure("bare python + paho, zmq, psutil: USS", "MiB")
+    for _ in range(rounds):
+        process = subprocess.Popen([sys.executable, "-c", BARE_JOB], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+        try:
+            assert process.stdout is not None and process.stdout.readline() == "up\n"
+            info = psutil.Process(process.pid).memory_full_info()
+            rss.samples.append(info.rss / 2**20)
+            uss.samples.append(info.uss / 2**20)
+        finally:
+            process.kill()
+            process.wait()
+    return rss, uss
+
+
+class Counter:
+    """A QoS-0 subscriber that only counts what arrives on one topic filter."""
+
+    def __init__(self, port: int, pattern: str) -> None:
+        kwargs = {"callback_api_version": mqtt.CallbackAPIVersion.VERSION2} \
+            if hasattr(mqtt, "CallbackAPIVersion") else {}
+        self.client = mqtt.Client(**kwargs)
+        self.count = 0
+        self.reached = threading.Event()
+        self.target = 0
+        self.last_at = 0.0
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(pattern, qos=0)
+        self.client.loop_start()
+        if not subscribed.wait(5):
+            raise TimeoutError("counter could not subscribe")
+
+    def expect(self, more: int) -> None:
+        self.reached.clear()
+        self.target = self.count + more
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.count += 1
+        if self.count >= self.target:
+            self.last_at = time.monotonic()
+            self.reached.set()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def mqtt_ceiling(port: int, rounds: int, lines: int) -> Figure:
+    """Messages/s from one paho publisher (QoS 0) to one subscriber through this broker."""
+    figure = Figure("one paho client, QoS 0, to the same counter", "msg/s")
+    topic = f"bench/ceiling/{time.monotonic_ns()}"
+    counter = Counter(port, topic)
+    kwargs = {"callback_api_version": mqtt.CallbackAPIVersion.VERSION2} \
+        if hasattr(mqtt, "CallbackAPIVersion") else {}
+    publisher = mqtt.Client(**kwargs)
+    publisher.connect("127.0.0.1", port)
+    publisher.loop_start()
+    payload = b'{"message": "line 00000 of a burst", "level": "INFO", "task": "flood"}'
+    try:
+        for _ in range(rounds):
+            counter.expect(lines)
+            began = time.monotonic()
+            for _ in range(lines):
+                publisher.publish(topic, payload, qos=0)
+            if not counter.reached.wait(60):
+                raise TimeoutError(f"only {counter.count} of {counter.target} arrived")
+            figure.samples.append(lines / (counter.last_at - began))
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        counter.close()
+    return figure

@@ -1,0 +1,32 @@
+"""`pioreactor.exc`: the exceptions job code and plugins catch, under Pioreactor's names.
+
+The hardware ones are raised on the job's side of a hardware request (`BackgroundJob.
+hardware_request`): the daemon owns the pins and the HAT, and its refusal becomes one of these.
+"""
+
+from __future__ import annotations
+
+
+class HardwareNotFoundError(OSError):
+    """The hardware a job asked for is not there (no HAT, no I2C bus, a missing chip). Pioreactor
+    raises it from the code that first touches the device; so do we."""
+
+
+class PWMError(OSError):
+    """A PWM output could not be driven."""
+
+
+class PWMLockError(RuntimeError):
+    """The daemon refused the lock: the message names the job and pid that hold the pin."""
+
+
+class HardwareRequestError(RuntimeError):
+    """The daemon refused or failed a hardware request (its message says why)."""
+
+
+class JobRequiredError(RuntimeError):
+    """A job-only call (a PWM, a hardware request) made where no BackgroundJob runs."""
+
+
+class DodgingTimingError(ValueError):
+    """An OD-dodging job's delays do not fit between two OD readings."""
