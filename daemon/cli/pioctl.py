@@ -15,7 +15,7 @@ import sys
 import click
 
 from . import core
-from .core import DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_USAGE, Context, fail
+from .core import DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_USAGE, Context, fail, table  # noqa: F401 - plugins.py uses table
 
 
 def _late_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -183,6 +183,11 @@ def mqtt(ctx: Context, topics: tuple[str, ...], count: int | None) -> None:
         fail(str(exc))
     except KeyboardInterrupt:
         return
+
+
+from pioreactord.cli.plugins import plugins  # noqa: E402 - the group needs the helpers above
+
+cli.add_command(plugins)
 
 
 def main() -> None:
