@@ -42,30 +42,27 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
     return (time.perf_counter() - began) * 1000
 
 
-def commands(venv: Path, dead_config: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+def commands(venv: Path, live: Path, dead: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """name -> (argv, environment); `dead` is a config whose daemon was never started."""
     pioctl, python = str(venv / "bin" / "pioctl"), str(venv / "bin" / "python")
-    base = dict(os.environ)
-    dead = {**base, "PIOREACTORD_CONFIG": str(dead_config)}
-    return {YARDSTICK: ([python, "-c", "pass"], base),
-            "pioctl status": ([pioctl, "status"], base),
-            "pioctl --json status": ([pioctl, "--json", "status"], base),
-            "pioctl version": ([pioctl, "version"], base),
-            "pioctl locks": ([pioctl, "locks"], base),
-            "pioctl --help": ([pioctl, "--help"], base),
-            "pioctl status, no daemon (exit 3)": ([pioctl, "status"], dead)}
+    env = {**os.environ, "PIOREACTORD_CONFIG": str(live)}
+    no_daemon = {**env, "PIOREACTORD_CONFIG": str(dead)}
+    return {YARDSTICK: ([python, "-c", "pass"], env),
+            "pioctl status": ([pioctl, "status"], env),
+            "pioctl --json status": ([pioctl, "--json", "status"], env),
+            "pioctl version": ([pioctl, "version"], env),
+            "pioctl locks": ([pioctl, "locks"], env),
+            "pioctl --help (click)": ([pioctl, "--help"], env),
+            "pioctl status, no daemon (exit 3)": ([pioctl, "status"], no_daemon)}
 
 
 def measure(venv: Path, rounds: int) -> dict[str, list[float]]:
     broker = Broker()
-    daemon = Daemon(broker.port)
-    dead = Daemon(broker.port)  # configured, never started: its socket is missing
+    daemon, dead = Daemon(broker.port), Daemon(broker.port)
     try:
         daemon.start()
         daemon.pioctl("start", "led_intensity", "--A", "5")
-        table = commands(venv, dead.config)
-        for name, (argv, env) in table.items():
-            env.setdefault("PIOREACTORD_CONFIG", str(daemon.config))
-            table[name] = (argv, {**env, "PIOREACTORD_CONFIG": env["PIOREACTORD_CONFIG"]})
+        table = commands(venv, daemon.config, dead.config)
         for argv, env in table.values():  # warm the page cache and the .pyc files
             timed(argv, env)
         times: dict[str, list[float]] = {name: [] for name in table}
