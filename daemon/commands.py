@@ -122,9 +122,11 @@ class Control:
 
     def cmd_stop(self, args: dict[str, Any], reply: Reply) -> None:
         """{jobs: [name], all: bool} -> once every process is gone: {stopped: [{job_name,
-        end_state, exit_code}]}. Error: not_running (nothing was stopped)."""
+        end_state, exit_code}]}. `all` spares long-running jobs (LongRunning* classes): name them
+        to stop them. Error: not_running (nothing was stopped)."""
         running = {job.name: job for job in self.ops.jobs()}
-        names = list(running) if args.get("all") else [str(n) for n in args.get("jobs") or []]
+        names = ([n for n, job in running.items() if not job.is_long_running] if args.get("all")
+                 else [str(n) for n in args.get("jobs") or []])
         missing = [n for n in names if n not in running]
         if missing:
             raise CommandError(f"not running: {', '.join(missing)}", "not_running")

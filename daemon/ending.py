@@ -185,6 +185,8 @@ class Ending:
         tail = "\n".join(job.output.stderr_tail)
         message = f"{job.name} {exit_info.describe()} (pid {job.pid}); state lost"
         self._log(job, "ERROR", message + (f"\n{tail}" if tail else ""))
+        if job.row_written:  # its `lost` was published: the line Pioreactor's tools look for
+            self._log(job, "INFO", "Lost.")
         self._answer(waiters, error=f"{job.name} failed during start: {exit_info.describe()}"
                      + (f"\n{tail}" if tail else ""), code="start_failed")
 

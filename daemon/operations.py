@@ -21,6 +21,7 @@ from . import __version__
 from .bridge import Bridge
 from .experiment import ExperimentStore
 from .jobchannel import JobChannel
+from .limits import job_args_error
 from .names import BadName, check_job_name
 from .protocol import CommandError
 from .registry import Job, PinLock, Registry
@@ -81,6 +82,9 @@ class Operations:
             check_job_name(name)
         except BadName as exc:
             raise CommandError(str(exc), "unknown_job") from None
+        too_large = job_args_error(args)  # refused here: never echoed, never sent to a fork
+        if too_large:
+            raise CommandError(f"{name} not started: {too_large}", "bad_request")
         return self._supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
 
     def stop(self, job: Job, on_gone: Reply | None = None) -> None:

@@ -52,7 +52,7 @@ def start(ctx: Context, timeout: float, job: str, job_args: tuple[str, ...]) -> 
 
 @cli.command()
 @click.argument("jobs", nargs=-1)
-@click.option("--all", "stop_all", is_flag=True, help="stop every running job")
+@click.option("--all", "stop_all", is_flag=True, help="stop every running job except long-running ones")
 @json_option
 @click.pass_obj
 def stop(ctx: Context, jobs: tuple[str, ...], stop_all: bool) -> None:
