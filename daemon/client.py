@@ -23,12 +23,13 @@ import struct
 import time
 from collections.abc import Iterator
 
-from .protocol import VERSION
-
 TYPE_CHECKING = False  # typing itself costs an import; mypy reads the block below
 if TYPE_CHECKING:
     from typing import Any
 
+# protocol.VERSION, not imported: protocol.py pulls in uuid, datetime and typing, a tenth of a
+# `pioctl status` (tests/unit/test_pioctl_core.py keeps the two equal).
+PROTOCOL_VERSION = 1
 CONTROL_GROUP = "pioreactor"  # the group that may use the sockets (srw-rw----, debian/postinst)
 MAX_REPLY = 64 * 2**20  # bytes: a bigger frame is not a reply of ours
 _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
@@ -89,7 +90,7 @@ def call(socket_path: str, header: dict[str, Any], timeout: float) -> dict[str, 
         sock.sendall(_GREETING + _command(b"READY", {b"Socket-Type": b"DEALER"}))
         reader = _Reader(sock, deadline)
         reader.handshake()  # libzmq drops a peer whose message comes before its own READY
-        sock.sendall(_frame(json.dumps({"v": VERSION, **header, "id": request_id},
+        sock.sendall(_frame(json.dumps({"v": PROTOCOL_VERSION, **header, "id": request_id},
                                        separators=(",", ":")).encode()))
         while True:
             frames = reader.message()

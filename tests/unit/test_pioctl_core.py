@@ -66,6 +66,12 @@ def test_a_missing_config_file_is_one_line_and_exit_1(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_the_client_speaks_the_protocol_version():
+    from pioreactord import protocol
+
+    assert client.PROTOCOL_VERSION == protocol.VERSION
+
+
 def test_no_socket_and_a_stale_socket_are_told_apart_at_once(tmp_path):
     with pytest.raises(client.Unreachable) as caught:
         client.call(str(tmp_path / "none.sock"), {"cmd": "ping"}, 5)
