@@ -122,6 +122,11 @@ def test_a_call_over_plain_zmtp_gets_its_reply(router):
     assert reply["ok"] and reply["result"]["echo"]["big"] == big
 
 
+def test_a_request_too_large_for_the_daemon_is_refused_before_connecting(tmp_path):
+    with pytest.raises(client.TooLarge, match=r"the request is 2.0 MiB \(at most 1.0 MiB\)"):
+        client.call(str(tmp_path / "none.sock"), {"cmd": "set", "value": "x" * 2**21}, 5)
+
+
 def test_no_reply_is_timed_out_not_unreachable(router):
     path, answers = router
     answers.append(lambda h: [])
