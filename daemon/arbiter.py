@@ -110,7 +110,8 @@ class Daemon:
         self.operations = Operations(
             unit=config.unit, pid=self.pid, daemon_id=self.daemon_id, supervisor=self.supervisor,
             registry=self.registry, job_channel=self.job_channel, bridge=self.bridge,
-            experiments=self.experiments)
+            experiments=self.experiments, sink=self.sink, started_at=self.clock.started_at,
+            exec_at=self.clock.exec_at)
         self.control = Control(self.control_socket, self.operations, self.loop)
         self.remote = remote.Remote(self.operations)
 
@@ -180,6 +181,8 @@ class Daemon:
             log.info(note)
         for warning in self._startup_warnings:
             log.warning(warning)
+        for problem in self.experiments.problems:
+            log.error(problem)
         # Current values: the bridge keeps them and publishes them again on every (re)connect.
         self.publish(self.state_topic, b"ready", qos=2, retain=True)
         self.gpio.publish_state()

@@ -39,6 +39,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import structlog
 
+from .names import BadName, check_filter, check_topic
 from .outbox import Outbox
 from .protocol import utc_timestamp
 
@@ -183,15 +184,21 @@ class Bridge:
     # --- main thread API ---------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> None:
         """Queue a message (retained ones are current values: see outbox.py) and send what the
-        window allows now."""
+        window allows now. BadName for a topic the broker would answer by dropping our
+        connection."""
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
-        self._outbox.put(topic, data, qos, retain)
+        self._outbox.put(check_topic(topic), data, qos, retain)
         self._pump()
 
     def publish_many(self, messages: list[tuple[str, bytes]], *, qos: int = 0) -> None:
-        """Queue many non-retained messages (a loop pass's log lines) and send once."""
+        """Queue many non-retained messages (a loop pass's log lines) and send once. A topic the
+        broker would refuse is skipped (such a name is refused where it enters; a log line
+        still reaches SQLite and the file)."""
         for topic, payload in messages:
-            self._outbox.put(topic, payload, qos, False)
+            try:
+                self._outbox.put(check_topic(topic), payload, qos, False)
+            except BadName:
+                continue
         self._pump()
 
     def take_events(self) -> list[Incoming]:
@@ -226,8 +233,9 @@ class Bridge:
 
         `resend_retained` re-sends SUBSCRIBE anyway, which makes the broker deliver its retained
         messages again (MQTT 3.1.1 §3.8.4): a job that subscribes late still gets current values.
+        BadName for a filter the broker would answer by dropping our connection.
         """
-        self._subscriptions[pattern] += 1
+        self._subscriptions[check_filter(pattern)] += 1
         if (self._subscriptions[pattern] == 1 or resend_retained) and self.connected:
             self._client.subscribe(pattern, qos=2)
 
