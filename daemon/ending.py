@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .children import ExitInfo, Spawner, collect_exit, reap_orphans, send_signal
+from .children import ExitInfo, Spawner, collect_exit, reap_orphans, signal_process
 from .config import Config
 from .logs import LogHub, LogRecord
 from .loop import Loop
@@ -84,13 +84,13 @@ class Ending:
         if self.registry.jobs.get(job.name) is not job or job.pid is None:
             return
         log.warning("job did not stop in time; sending SIGTERM", job=job.name, pid=job.pid)
-        send_signal(job.pid, signal.SIGTERM)
+        signal_process(job.pidfd, job.pid, signal.SIGTERM)
         self.loop.call_later(SIGKILL_AFTER_SIGTERM, lambda: self._kill(job))
 
     def _kill(self, job: Job) -> None:
         if self.registry.jobs.get(job.name) is job and job.pid is not None:
             log.error("job ignored SIGTERM; sending SIGKILL", job=job.name, pid=job.pid)
-            send_signal(job.pid, signal.SIGKILL)
+            signal_process(job.pidfd, job.pid, signal.SIGKILL)
 
     def stop_all(self, reason: str) -> float:
         """The daemon is exiting: stop every job. Returns the budget (s) it waits for them;

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,9 +24,33 @@ from .registry import Job, Registry
 log = structlog.get_logger("pioreactord.jobchannel")
 
 Reply = Callable[[dict[str, Any]], None]
-Handler = Callable[[bytes, dict[str, Any], bytes | None], None]
+Handler = Callable[[bytes, dict[str, Any], bytes | None, "Peer | None"], None]
 RETAINED_WINDOW = 5.0  # seconds after subscribing during which a job accepts retained re-sends
 JOB_REQUEST_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The process at the other end of a job-channel connection, as the kernel recorded it when
+    that process connected (SO_PEERCRED): never what a message claims."""
+
+    uid: int
+    gid: int
+    pid: int
+
+
+def peer_of(frame: zmq.Frame) -> Peer | None:
+    """libzmq gives every message from an ipc:// peer the metadata Peer-Address
+    "<address>:uid:gid:pid" where the kernel has SO_PEERCRED (Linux; libzmq 4.3.4 and 4.3.5)."""
+    try:
+        address = str(frame.get("Peer-Address"))
+    except (zmq.ZMQError, TypeError):
+        return None
+    fields = address.rsplit(":", 3)[1:]
+    if len(fields) != 3 or not all(f.isdigit() for f in fields):
+        return None
+    uid, gid, pid = (int(f) for f in fields)
+    return Peer(uid, gid, pid)
 
 
 class JobChannel:
@@ -33,27 +58,29 @@ class JobChannel:
         self.socket, self.loop, self.registry = socket, loop, registry
         self._pending: dict[str, Reply] = {}
         self._fresh: dict[tuple[int, str], float] = {}  # (job_id, pattern) -> retained window end
-        self._handle: Handler = lambda identity, msg, payload: None
+        self._handle: Handler = lambda identity, msg, payload, peer: None
 
     # --- socket --------------------------------------------------------------------------------
     def listen(self, handle: Handler) -> None:
-        """From now on every message from a job goes to `handle(identity, header, payload)`."""
+        """From now on every message from a job goes to `handle(identity, header, payload, peer)`."""
         self._handle = handle
         self.loop.watch(self.socket, self.on_readable)
 
     def on_readable(self) -> None:
         for _ in range(1000):  # bounded, so one chatty job cannot starve the loop
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            identity, rest = frames[0], frames[1:]
+            identity, rest = frames[0].bytes, [frame.bytes for frame in frames[1:]]
+            peer = peer_of(frames[-1])
             try:
                 msg, payload = decode(rest)
             except ProtocolError as exc:
-                log.warning("bad message on the job channel", error=str(exc))
+                log.warning("bad message on the job channel", error=str(exc),
+                            uid=peer.uid if peer else "?", pid=peer.pid if peer else "?")
                 continue
-            self._handle(identity, msg, payload)
+            self._handle(identity, msg, payload, peer)
 
     def send(self, identity: bytes | None, header: dict[str, Any], payload: bytes | None = None) -> bool:
         if identity is None:

@@ -13,7 +13,7 @@ from typing import Any
 import structlog
 
 from .gpio import GpioService
-from .jobchannel import JOB_REQUEST_TIMEOUT, JobChannel
+from .jobchannel import JOB_REQUEST_TIMEOUT, JobChannel, Peer
 from .registry import AlreadyRunning, Job, PinBusy, Registry
 from .supervisor import Supervisor, refusal
 
@@ -37,6 +37,7 @@ class JobMessages:
         self._experiment = experiment
         self._asked_who: set[bytes] = set()
         self._held: dict[bytes, list[tuple[dict, bytes | None]]] = {}  # hw requests before `who`
+        self._peer: Peer | None = None  # who sent the message being handled (the kernel says)
         self._handlers: dict[str, Callable[[bytes, Job | None, dict, bytes | None], None]] = {
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
             "publish": self._on_publish, "ping": self._on_ping, "state": self._on_state,
@@ -44,7 +45,9 @@ class JobMessages:
             "bye": self._on_bye, "reply": self._on_reply,
         }
 
-    def handle(self, identity: bytes, msg: dict[str, Any], payload: bytes | None) -> None:
+    def handle(self, identity: bytes, msg: dict[str, Any], payload: bytes | None,
+               peer: Peer | None) -> None:
+        self._peer = peer
         handler = self._handlers.get(str(msg.get("t")))
         if handler is None:
             log.warning("unknown message type on the job channel", type=msg.get("t"))
@@ -63,7 +66,7 @@ class JobMessages:
 
     def _on_register(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         try:
-            reply = self.supervisor.register(identity, msg)
+            reply = self.supervisor.register(identity, msg, self._peer)
         except AlreadyRunning as exc:
             reply = refusal(exc)
         except (KeyError, TypeError, ValueError) as exc:

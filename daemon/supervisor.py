@@ -25,7 +25,7 @@ from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch
 from .config import Config
 from .ending import Ending, Reply
 from .gpio import GpioService
-from .jobchannel import JobChannel
+from .jobchannel import JobChannel, Peer
 from .logs import LogHub, LogRecord
 from .loop import Loop
 from .protocol import (
@@ -132,9 +132,12 @@ class Supervisor(Ending):
         return job_id
 
     # --- the job channel -----------------------------------------------------------------------
-    def register(self, identity: bytes, msg: dict[str, Any]) -> dict[str, Any]:
-        """A job says who it is. Returns the reply (refusals included)."""
+    def register(self, identity: bytes, msg: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+        """A job says who it is; the kernel says which process it is (`peer`). Returns the reply
+        (refusals included)."""
         name, pid = str(msg["job_name"]), int(msg["pid"])
+        if peer is None or peer.pid != pid:
+            return self._impostor(name, pid, peer)
         job = self.registry.by_token(msg["token"]) if msg.get("token") else None
         if job is not None and job.pid not in (None, pid):
             # Its token, another process: a fork the fork server reported too late to be used.
@@ -173,6 +176,13 @@ class Supervisor(Ending):
             log.debug("registered", job=job.name, pid=pid)
         return {"ok": True, "result": {"unit": self.config.unit, "experiment": job.experiment,
                                        "job_id": job.job_id}}
+
+    def _impostor(self, name: str, pid: int, peer: Peer | None) -> dict[str, Any]:
+        who = f"pid {peer.pid}, uid {peer.uid}" if peer else "a process the kernel did not name"
+        log.warning(f"refused the registration of {name}: it claims pid {pid}, but the connection "
+                    f"is {who}")
+        return {"ok": False, "error": f"pid {pid} is not the pid of this connection",
+                "code": "refused"}
 
     def _register_by_hand(self, name: str, pid: int, msg: dict[str, Any]) -> Job | None:
         job = Job(name=name, job_id=self._allocate_job_id(), token=None,

@@ -17,9 +17,19 @@ from typing import Any
 import pytest
 
 from pioreactord import ending, supervisor
-from pioreactord.children import Child, ExitInfo, SpawnRequest, collect_exit, decode_status
+from pioreactord.children import (
+    Child,
+    ExitInfo,
+    SpawnRequest,
+    collect_exit,
+    decode_status,
+    may_signal,
+    send_signal,
+    signal_process,
+)
 from pioreactord.config import Config
 from pioreactord.gpio import GpioService
+from pioreactord.jobchannel import Peer
 from pioreactord.protocol import EXIT_REFUSED, EXIT_UNKNOWN_JOB, CommandError
 from pioreactord.registry import AlreadyRunning, Job, PinBusy, Registry
 from pioreactord.sink import END_JOB, INSERT_JOB, UPDATE_JOB_PID
@@ -159,9 +169,9 @@ class Bench:
 
     def register(self, job: Job | None, name: str = "stirring", pid: int | None = None,
                  identity: bytes = b"id-1", **fields: Any) -> dict:
-        msg = {"job_name": name, "pid": pid if pid is not None else (job.pid if job else 0),
-               "token": job.token if job else None, **fields}
-        return self.sup.register(identity, msg)
+        pid = pid if pid is not None else (job.pid if job else 0)
+        msg = {"job_name": name, "pid": pid, "token": job.token if job else None, **fields}
+        return self.sup.register(identity, msg, Peer(1000, 1000, pid))
 
     def end(self, job: Job, exit_info: ExitInfo) -> None:
         """The job's process ends: its pidfd becomes readable."""
@@ -182,7 +192,8 @@ def bench(monkeypatch, tmp_path) -> Bench:
                        subscribe=lambda pattern: None, unsubscribe=b.unsubscribed.append,
                        experiment=lambda: EXP)
     monkeypatch.setattr(ending, "collect_exit", lambda pid, is_child: b.exits.get(pid, ExitInfo(None)))
-    monkeypatch.setattr(ending, "send_signal", lambda pid, signum: b.signals.append((pid, signum)))
+    monkeypatch.setattr(ending, "signal_process",
+                        lambda pidfd, pid, signum: b.signals.append((pid, signum)))
     monkeypatch.setattr(supervisor, "watch_pid", lambda pid: _fd() if pid in b.alive else None)
     # The shutdown budget is on the monotonic clock: the fake loop's virtual one, for this test.
     monkeypatch.setattr(ending.time, "monotonic", lambda: loop.now)
@@ -219,12 +230,26 @@ def test_a_spawned_job_registers_with_its_token_and_gets_its_row(bench):
 def test_registrations_that_are_refused(bench, case, claim, code):
     other, _ = bench.start("od_reading")
     job, _ = bench.start()
-    reply = bench.sup.register(b"id-1", {"job_name": "stirring", "pid": job.pid,
-                                         "token": job.token, **claim})
+    msg = {"job_name": "stirring", "pid": job.pid, "token": job.token, **claim}
+    reply = bench.sup.register(b"id-1", msg, Peer(1000, 1000, msg["pid"]))
     assert (reply["ok"], reply["code"]) == (False, code), case
     assert bench.registry.by_identity(b"id-1") is None
     assert not bench.sink.rows_written(INSERT_JOB)
     assert bench.registry.jobs == {"od_reading": other, "stirring": job}
+
+
+@pytest.mark.parametrize("case, claimed, peer", [
+    ("another process's pid (the broker's, say)", 4242, Peer(1000, 1000, 5000)),
+    ("pid 0: the daemon's own process group", 0, Peer(1000, 1000, 5000)),
+    ("pid -1: every process of the user", -1, Peer(1000, 1000, 5000)),
+    ("no credentials from the kernel", 5000, None),
+])
+def test_a_registration_must_claim_the_pid_the_kernel_saw(bench, case, claimed, peer):
+    job, _ = bench.start()
+    reply = bench.sup.register(b"id-1", {"job_name": "stirring", "pid": claimed,
+                                         "token": job.token}, peer)
+    assert (reply["ok"], reply["code"]) == (False, "refused"), case
+    assert bench.registry.by_identity(b"id-1") is None and job.pid != claimed
 
 
 @pytest.mark.parametrize("case, token, name, pid_alive, accepted_as", [
@@ -238,7 +263,8 @@ def test_registrations_that_are_accepted(bench, case, token, name, pid_alive, ac
     if pid_alive:
         bench.alive.add(pid)
     reply = bench.sup.register(b"id-1", {"job_name": name, "pid": pid,
-                                         "token": job.token if token else None})
+                                         "token": job.token if token else None},
+                               Peer(1000, 1000, pid))
     assert reply["ok"], case
     registered = bench.registry.by_identity(b"id-1")
     assert registered is not None and registered.name == accepted_as
@@ -347,6 +373,15 @@ def test_finish_releases_everything_the_job_held(bench, clean, leds_off):
 def test_exit_status_decoding(status, exit_code, signal_name, described):
     info = decode_status(status)
     assert (info.exit_code, info.signal_name, info.describe()) == (exit_code, signal_name, described)
+
+
+@pytest.mark.parametrize("pid, allowed", [(0, False), (1, False), (-1, False),
+                                          (os.getpid(), False), (os.getpgrp(), False),
+                                          (999_999, True)])
+def test_signals_never_go_to_init_everyone_or_the_daemon(pid, allowed):
+    assert may_signal(pid) is allowed
+    if not allowed:
+        assert signal_process(_fd(), pid, 0) is False and send_signal(pid, 0) is False
 
 
 def test_a_process_that_is_not_our_child_ends_with_an_unknown_status():
