@@ -56,7 +56,7 @@ def peer_of(frame: zmq.Frame) -> Peer | None:
 class JobChannel:
     def __init__(self, *, socket: zmq.Socket, loop: Loop, registry: Registry) -> None:
         self.socket, self.loop, self.registry = socket, loop, registry
-        self._pending: dict[str, Reply] = {}
+        self._pending: dict[str, tuple[bytes | None, Reply]] = {}  # request id -> (to whom, waiter)
         self._fresh: dict[tuple[int, str], float] = {}  # (job_id, pattern) -> retained window end
         self._handle: Handler = lambda identity, msg, payload, peer: None
 
@@ -95,12 +95,12 @@ class JobChannel:
                 timeout: float = JOB_REQUEST_TIMEOUT) -> None:
         """Send a request to a job; `on_reply` gets its reply, or a timeout error."""
         request_id = new_id()
-        self._pending[request_id] = on_reply
+        self._pending[request_id] = (job.identity, on_reply)
 
         def expire() -> None:
-            waiter = self._pending.pop(request_id, None)
-            if waiter:
-                waiter({"ok": False, "error": f"{job.name} did not answer within {timeout:g} s",
+            pending = self._pending.pop(request_id, None)
+            if pending:
+                pending[1]({"ok": False, "error": f"{job.name} did not answer within {timeout:g} s",
                         "code": "timeout"})
 
         if not self.send(job.identity, {**header, "id": request_id}):
@@ -109,11 +109,14 @@ class JobChannel:
             return
         self.loop.call_later(timeout, expire)
 
-    def answered(self, msg: dict[str, Any]) -> None:
-        """A job's `reply` to one of our requests."""
-        waiter = self._pending.pop(str(msg.get("id")), None)
-        if waiter:
-            waiter({k: v for k, v in msg.items() if k not in ("v", "t", "id")})
+    def answered(self, identity: bytes, msg: dict[str, Any]) -> None:
+        """A job's `reply` to one of our requests; only the connection asked may answer it."""
+        request_id = str(msg.get("id"))
+        pending = self._pending.get(request_id)
+        if pending is None or pending[0] != identity:
+            return
+        del self._pending[request_id]
+        pending[1]({k: v for k, v in msg.items() if k not in ("v", "t", "id")})
 
     # --- MQTT -> jobs --------------------------------------------------------------------------
     def subscribed(self, job: Job, patterns: Iterable[str]) -> None:

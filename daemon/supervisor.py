@@ -49,6 +49,7 @@ __all__ = ["Reply", "Supervisor", "refusal"]
 # A job's process starts at most this long after its row's started_at (spawned) or before it (by
 # hand); a process at that pid started later is another one.
 PID_REUSE_SLACK = 10.0
+LOG_MESSAGE_MAX = 64 * 1024  # characters of one job log line (a traceback fits; 20 MB does not)
 
 
 class Supervisor(Ending):
@@ -234,13 +235,15 @@ class Supervisor(Ending):
     def said_bye(self, job: Job) -> None:
         job.said_bye = True
 
-    def job_log(self, job: Job | None, msg: dict[str, Any]) -> None:
-        """A job's log line, stamped when the job emitted it (lines buffered while the daemon
-        was away keep their time); a job not registered (yet) says its experiment itself."""
-        experiment = job.experiment if job else str(msg.get("experiment") or self._experiment())
-        record = LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
-                               str(msg.get("task") or (job.name if job else "?")), experiment,
-                               str(msg.get("source") or (job.source if job else "app")))
+    def job_log(self, job: Job, msg: dict[str, Any]) -> None:
+        """A job's log line, under its own name, experiment and source (whatever the message
+        says), stamped when the job emitted it (lines buffered while the daemon was away keep
+        their time). At most LOG_MESSAGE_MAX characters are kept."""
+        message = str(msg.get("message", ""))
+        if len(message) > LOG_MESSAGE_MAX:
+            message = f"{message[:LOG_MESSAGE_MAX]}... ({len(message)} characters, truncated)"
+        record = LogRecord.now(msg.get("level", "INFO"), message, job.name, job.experiment,
+                               job.source)
         if msg.get("timestamp"):
             record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
         self.hub.emit(record)
