@@ -23,6 +23,13 @@ Job -> daemon                                    (R = request: carries `id`, get
   whoami     R                     -> unit, experiment (for jobs started by hand)
   bye        R                     the job finished its clean-up; exiting next (clean stop)
 
+Who sends a message is what the kernel says, not the message: the daemon reads each connection's
+SO_PEERCRED (uid, gid, pid; libzmq's Peer-Address metadata) and refuses a `register` whose `pid`
+is not the connecting process. Every other message is bound to the job registered on its
+connection. A connection that has not registered may only ask `whoami`, `ping` and `hw` op `led`
+(logged with its uid); its `log`, `publish` and other `hw` messages wait until it registers (a
+job back after a daemon restart) and are dropped, with a WARNING naming the peer, if it never does.
+
 Daemon -> job
   reply        id, ok, result | error, code
   message      topic, retain, qos; frame 2 = payload (a subscribed MQTT message)
