@@ -14,6 +14,7 @@ used alone.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -140,33 +141,51 @@ class Ending:
 
     # --- the end -------------------------------------------------------------------------------
     def _ended(self, job: Job) -> None:
-        exit_info = collect_exit(job.pid or 0, bool(job.child and job.child.is_child))
-        self.child_pids.discard(job.pid or 0)
-        if job.pipes is not None:
-            job.pipes.close()
-        self.loop.unwatch(job.pidfd)
-        os.close(job.pidfd)  # type: ignore[arg-type]
-        self.finish(job, exit_info, is_clean_end(job.said_bye, exit_info))
+        exit_info = ExitInfo(None)
+        try:
+            exit_info = collect_exit(job.pid or 0, bool(job.child and job.child.is_child))
+            self.child_pids.discard(job.pid or 0)
+            if job.pipes is not None:
+                job.pipes.close()
+            self.loop.unwatch(job.pidfd)
+            os.close(job.pidfd)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - whatever failed here, the job is over
+            log.error("collecting an ended job failed", job=job.name, error=repr(exc))
+        finally:
+            self.finish(job, exit_info, is_clean_end(job.said_bye, exit_info))
 
     def finish(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
-        """Release everything `job` held. Called exactly once per job, whatever ended it."""
+        """Release everything `job` held. Called exactly once per job, whatever ended it. Every
+        step runs whatever the others do: a step that fails is logged and the next one runs, so
+        the pins are switched off, the locks freed and the row ended in any case."""
         end_state = "disconnected" if clean else "lost"
-        freed = self.registry.forget(job)
+        freed = self._step(job, "forgetting it", lambda: self.registry.forget(job)) or []
         if job.state != end_state and job.row_written:  # it registered, here or before a restart
-            self._publish(self.topic(job, "$state"), end_state.encode(), qos=2, retain=True)
+            self._step(job, "publishing its $state", lambda: self._publish(
+                self.topic(job, "$state"), end_state.encode(), qos=2, retain=True))
         for name, meta in job.settings.items():
             if not meta.get("persist") and name != "state":
-                self._publish(self.topic(job, name), b"", qos=2, retain=True)
-        self.gpio.release(job, [lock.pin for lock in freed], crashed=not clean)
-        self._on_jobs_changed()
+                self._step(job, f"clearing {name}", functools.partial(
+                    self._publish, self.topic(job, name), b"", qos=2, retain=True))
+        self._step(job, "switching its pins off", lambda: self.gpio.release(
+            job, [lock.pin for lock in freed], crashed=not clean))
+        self._step(job, "updating the job list", self._on_jobs_changed)
         for pattern in job.subscriptions:
-            self._unsubscribe(pattern)
+            self._step(job, f"unsubscribing {pattern}", functools.partial(self._unsubscribe, pattern))
         if job.row_written:
-            self.sink.write(END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id))
-        self._report_end(job, exit_info, clean)
-        self._answer(self._gone_waiters.pop(job.job_id, []),
-                     result={"job_name": job.name, "end_state": end_state,
-                             "exit_code": exit_info.exit_code})
+            self._step(job, "ending its row", lambda: self.sink.write(
+                END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id)))
+        self._step(job, "reporting its end", lambda: self._report_end(job, exit_info, clean))
+        self._step(job, "answering pioctl stop", lambda: self._answer(
+            self._gone_waiters.pop(job.job_id, []),
+            result={"job_name": job.name, "end_state": end_state, "exit_code": exit_info.exit_code}))
+
+    def _step(self, job: Job, what: str, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001 - one failed step never skips the others
+            log.error(f"finishing {job.name}: {what} failed", error=repr(exc))
+            return None
 
     def _report_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
         waiters = self._ready_waiters.pop(job.job_id, [])

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import psutil
 import structlog
 
 from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch_pid
@@ -282,6 +281,8 @@ def _process_start(pid: int, started_at: str) -> float | None:
     """When process `pid` started (epoch seconds) if it can still be the job a previous daemon
     recorded at `started_at`: alive, and not younger than its row (else its pid was reused, e.g.
     after a reboot). None otherwise."""
+    import psutil  # only here, at start: keeps it out of the idle daemon's imports
+
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:

@@ -537,3 +537,36 @@ def test_pins_belong_to_one_job_and_forget_returns_them():
     assert registry.by_identity(b"a") is None and registry.by_identity(b"b") is job
     assert [lock.pin for lock in registry.forget(job)] == [17]
     assert registry.pins == {} and registry.by_identity(b"b") is None
+
+
+# --- an end nothing can break --------------------------------------------------------------------
+def test_finish_releases_pins_locks_and_row_whatever_else_fails(bench):
+    """A name the broker rejects (`we+ird`) made every publish raise, and finish stopped at the
+    first: the pin stayed on, the row running and pioctl unanswered."""
+    def refuse(topic, payload, **kwargs):
+        if "+" in topic:
+            raise ValueError("Publish topic cannot contain wildcards.")
+        bench.published.append((topic, payload))
+
+    bench.sup._publish = refuse
+    bench.sup._unsubscribe = lambda pattern: 1 / 0
+    job, replies = bench.start("we+ird")
+    bench.register(job, name="we+ird", settings={"speed": {"persist": False}})
+    bench.sup.gpio.handle(job, "lock", {"pin": 12})
+    bench.sup.gpio.handle(job, "pwm", {"pin": 12, "dc": 30})
+    job.subscriptions.add("pioreactor/#")
+    gone: list[dict] = []
+    bench.sup.stop(job, on_gone=gone.append)
+    bench.end(job, ExitInfo(-9, "SIGKILL"))
+    assert ("pwm_off", 12) in bench.backend.calls and bench.registry.pins == {}
+    assert bench.sink.rows_written(END_JOB)[0][2] == "lost"
+    assert gone[0]["result"]["end_state"] == "lost" and bench.registry.jobs == {}
+    assert replies  # pioctl start got its answer too
+
+
+def test_a_failure_while_collecting_the_exit_still_finishes_the_job(bench, monkeypatch):
+    job, _ = bench.start()
+    bench.register(job)
+    monkeypatch.setattr(ending, "collect_exit", lambda pid, is_child: 1 / 0)
+    bench.loop.handlers[job.pidfd]()
+    assert bench.registry.jobs == {} and bench.sink.rows_written(END_JOB)[0][1:3] == (None, "lost")
