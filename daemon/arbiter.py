@@ -68,6 +68,9 @@ class Daemon:
         self._startup_notes = list(startup_notes)
         for directory in (config.runtime_dir, config.state_dir):
             directory.mkdir(parents=True, exist_ok=True)
+        stacks = config.runtime_dir / "stacks"  # jobs' stack dumps (jobs/stack_dump.py)
+        stacks.mkdir(exist_ok=True)
+        os.chmod(stacks, 0o1770)  # a job of the group writes its own; sticky: none removes another's
         self._lock_file = self._take_lock()
         self.experiments = ExperimentStore(config.state_dir, config.experiment)
         self.sink = Sink(config.database)

@@ -85,6 +85,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pioreactord", "silent_job_warning", "30",
             "seconds a running job may send nothing (jobs ping every 2 s) before a WARNING says "
             "so; the job is not stopped", parse=_positive_float),
+    Setting("pioreactord", "hung_job_warning", "60",
+            "seconds a job's callback (a setter, a state change) may run before a WARNING with the "
+            "stack of every thread of the job says where it is; the job is not stopped",
+            parse=_positive_float),
     Setting("mqtt", "broker_address", "localhost", "host name or address of the Mosquitto broker"),
     Setting("mqtt", "broker_port", "1883", "TCP port of the broker", parse=_port),
     Setting("mqtt", "username", "", "broker user name; empty = anonymous"),
@@ -113,6 +117,7 @@ class Config:
     stop_timeout: float
     spawner: str
     silent_job_warning: float
+    hung_job_warning: float
     broker_address: str
     broker_port: int
     mqtt_username: str
@@ -149,6 +154,7 @@ class Config:
             stop_timeout=values["pioreactord.stop_timeout"],
             spawner=values["pioreactord.spawner"],
             silent_job_warning=values["pioreactord.silent_job_warning"],
+            hung_job_warning=values["pioreactord.hung_job_warning"],
             broker_address=values["mqtt.broker_address"],
             broker_port=values["mqtt.broker_port"],
             mqtt_username=values["mqtt.username"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from .children import ExitInfo, Spawner, collect_exit, reap_orphans, signal_proc
 from .config import Config
 from .logs import LogHub, LogRecord
 from .loop import Loop
-from .protocol import EXIT_REFUSED, EXIT_UNKNOWN_JOB, new_id, utc_timestamp
+from .protocol import EXIT_REFUSED, EXIT_UNKNOWN_JOB, STACK_SIGNAL, new_id, utc_timestamp
 from .registry import Job, Registry
 from .sink import END_JOB, Sink
 
@@ -40,6 +41,8 @@ log = structlog.get_logger("pioreactord.supervisor")
 Reply = Callable[[dict[str, Any]], None]
 SIGKILL_AFTER_SIGTERM = 2.0
 SHUTDOWN_SLACK = 5.0  # seconds beyond stop_timeout the daemon waits for its jobs when exiting
+STACK_DUMP_WAIT = 0.5  # seconds a job's faulthandler gets to write before the daemon reads
+STACK_DUMP_MAX = 64 * 1024  # bytes of one dump that are logged
 
 
 def is_clean_end(said_bye: bool, exit_info: ExitInfo) -> bool:
@@ -84,9 +87,52 @@ class Ending:
     def _escalate(self, job: Job) -> None:
         if self.registry.jobs.get(job.name) is not job or job.pid is None:
             return
+        if job.stop_requested and job.registered and self.ask_for_stacks(job):
+            self.loop.call_later(STACK_DUMP_WAIT, lambda: self._terminate(job, dumped=True))
+        else:
+            self._terminate(job, dumped=False)
+
+    def _terminate(self, job: Job, dumped: bool) -> None:
+        if self.registry.jobs.get(job.name) is not job:
+            return
+        if dumped:
+            self.log_stacks(job, f"{job.name} (pid {job.pid}) did not stop within "
+                                 f"{self.config.stop_timeout:g} s; sending SIGTERM")
         log.warning("job did not stop in time; sending SIGTERM", job=job.name, pid=job.pid)
         signal_process(job.pidfd, job.pid, signal.SIGTERM)
         self.loop.call_later(SIGKILL_AFTER_SIGTERM, lambda: self._kill(job))
+
+    # --- where a job is stuck ------------------------------------------------------------------
+    def ask_for_stacks(self, job: Job) -> bool:
+        """Have the job's faulthandler write every thread's stack (jobs/stack_dump.py)."""
+        return job.stack_dump and signal_process(job.pidfd, job.pid, STACK_SIGNAL)
+
+    def log_stacks(self, job: Job, headline: str) -> None:
+        """Log, at WARNING under the job's name, what its stack-dump file gained since the last
+        time: a file at the daemon's own path for that pid, owned by the job's uid."""
+        self._log(job, "WARNING", f"{headline}; where its threads are:\n"
+                  + (self._read_stacks(job) or "(no stack dump arrived)"))
+
+    def _read_stacks(self, job: Job) -> str:
+        path = self.config.runtime_dir / "stacks" / str(job.pid)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return ""
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != job.uid:
+                return ""
+            os.lseek(fd, job.stack_read, os.SEEK_SET)
+            data = os.read(fd, STACK_DUMP_MAX)
+        finally:
+            os.close(fd)
+        job.stack_read += len(data)
+        return data.decode("utf-8", "replace").rstrip()
+
+    def _forget_stacks(self, job: Job) -> None:
+        if job.stack_dump and job.pid:
+            (self.config.runtime_dir / "stacks" / str(job.pid)).unlink(missing_ok=True)
 
     def _kill(self, job: Job) -> None:
         if self.registry.jobs.get(job.name) is job and job.pid is not None:
@@ -175,6 +221,7 @@ class Ending:
         if job.row_written:
             self._step(job, "ending its row", lambda: self.sink.write(
                 END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id)))
+        self._step(job, "removing its stack-dump file", lambda: self._forget_stacks(job))
         self._step(job, "reporting its end", lambda: self._report_end(job, exit_info, clean))
         self._step(job, "answering pioctl stop", lambda: self._answer(
             self._gone_waiters.pop(job.job_id, []),

@@ -147,6 +147,8 @@ class JobMessages:
     def _on_ping(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         if job is None:
             self._unknown(identity)
+        else:
+            self.supervisor.heartbeat(job, float(msg.get("busy") or 0))
         self.send(identity, {"t": "pong", "daemon": self._daemon_id})
 
     def _on_state(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:

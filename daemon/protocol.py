@@ -10,13 +10,14 @@ identity it does not know with `who`, upon which the job registers again with ev
 Job -> daemon                                    (R = request: carries `id`, gets a `reply`)
   register   R job_name, pid, unit, experiment, source, token, settings {name: meta},
                values {name: wire str}, state, subscriptions [pattern], pins [int],
-               driven [{pin, hz, dc}], adopt      -> unit, experiment, job_id, daemon
+               driven [{pin, hz, dc}], adopt, stack_dump (it answers STACK_SIGNAL)
+                                                  -> unit, experiment, job_id, daemon
   state        state
   setting      name, value (wire str; null = cleared)
   log          level, message, task, source, experiment, timestamp (when the job emitted it)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
-  ping         (heartbeat; answered with pong)
+  ping         busy? (heartbeat; answered with pong; busy: s a callback has been running)
   hw         R op, args, daemon    (PWM, locks, LEDs, ADC: see the daemon's hardware requests;
                                     `daemon` is the instance the job registered with: a new daemon
                                     holds such a request until the job has registered again)
@@ -51,6 +52,7 @@ socketpair, one datagram per message, each a header as above (`encode(...)[0]`).
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -76,6 +78,9 @@ EXIT_REFUSED = 75  # the daemon refused registration (already running): nothing 
 EXIT_UNKNOWN_JOB = 78  # no such job: a configuration error, do not retry
 
 STATES = ("init", "ready", "sleeping", "disconnected", "lost")
+# A job that registered with `stack_dump: true` writes every thread's stack to
+# <runtime_dir>/stacks/<pid> on this signal (jobs/stack_dump.py); the daemon logs it.
+STACK_SIGNAL = signal.SIGUSR2
 
 
 class ProtocolError(ValueError):

@@ -64,6 +64,10 @@ class Job:
     is_long_running: bool = True
     unique: bool = True  # False for a short action: several may run at once
     row_written: bool = False  # its pio_job_metadata row exists (written at registration)
+    uid: int | None = None  # of the process that registered it (the kernel's word)
+    stack_dump: bool = False  # it answers STACK_SIGNAL with a stack dump (jobs/stack_dump.py)
+    stack_read: int = 0  # bytes of its stack-dump file already logged
+    hung_reported: bool = False  # the callback running now was reported (hung_job_warning)
 
     @property
     def registered(self) -> bool:

@@ -22,7 +22,7 @@ import structlog
 
 from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch_pid
 from .config import Config
-from .ending import Ending, Reply
+from .ending import STACK_DUMP_WAIT, Ending, Reply
 from .gpio import GpioService
 from .jobchannel import JobChannel, Peer
 from .logs import LogHub, LogRecord
@@ -163,6 +163,7 @@ class Supervisor(Ending):
         job.source = str(msg.get("source") or job.source)
         job.settings = {k: dict(v) for k, v in (msg.get("settings") or {}).items()}
         job.is_long_running = bool(msg.get("long_running", True))
+        job.uid, job.stack_dump = peer.uid, bool(msg.get("stack_dump"))
         if job.row_written:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:
@@ -230,6 +231,19 @@ class Supervisor(Ending):
             return
         job.subscriptions.add(pattern)
         self._subscribe(pattern)
+
+    def heartbeat(self, job: Job, busy: float) -> None:
+        """A job's ping: `busy` s its running callback has not returned (0: none runs). Past
+        hung_job_warning, one WARNING with its stacks per callback; it is not stopped."""
+        if busy < self.config.hung_job_warning:
+            job.hung_reported = False
+            return
+        if job.hung_reported or not self.ask_for_stacks(job):
+            return
+        job.hung_reported = True
+        headline = (f"{job.name} (pid {job.pid}): a callback has not returned for {busy:.0f} s "
+                    f"(hung_job_warning = {self.config.hung_job_warning:g}); not stopping it")
+        self.loop.call_later(STACK_DUMP_WAIT, lambda: self.log_stacks(job, headline))
 
     def said_bye(self, job: Job) -> None:
         job.said_bye = True

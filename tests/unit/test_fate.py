@@ -204,7 +204,8 @@ def _config(tmp_path: Path) -> Config:
     return Config(path=str(tmp_path / "pioreactord.ini"), unit=UNIT, experiment=EXP,
                   runtime_dir=tmp_path, state_dir=tmp_path, plugins_dir=tmp_path,
                   hardware="simulated", stop_timeout=STOP_TIMEOUT, spawner="exec",
-                  silent_job_warning=30.0, broker_address="localhost", broker_port=1883,
+                  silent_job_warning=30.0, hung_job_warning=60.0, broker_address="localhost",
+                  broker_port=1883,
                   mqtt_username="", mqtt_password="", mqtt_use_tls=False,
                   database=tmp_path / "db.sqlite", log_file=tmp_path / "log",
                   console_log_level="INFO")
