@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .plugins_site import read_with_plugin_defaults
+
 DEFAULT_CONFIG_PATH = "/etc/pioreactord.ini"
 CONFIG_ENV = "PIOREACTORD_CONFIG"
 HARDWARE_CHOICES = ("auto", "simulated", "rpi_gpio", "pigpio")
@@ -175,11 +177,10 @@ def resolve_config_path(cli_path: str | None) -> str:
 
 
 def read_parser(path: str) -> configparser.ConfigParser:
-    """Read the INI file; a missing or malformed file is a ConfigError naming the path."""
+    """Read the INI file (over the plugins' defaults); a missing or malformed file is a ConfigError naming the path."""
     parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
-    try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
+    try:  # installed plugins' additional_config.ini first; the file overrides them key by key
+        read_with_plugin_defaults(parser, path)
     except FileNotFoundError:
         raise ConfigError(
             f"config file {path} does not exist (pass --config PATH or set ${CONFIG_ENV})"

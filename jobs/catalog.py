@@ -52,6 +52,14 @@ def plugins_dir() -> Path:
                            fallback="/home/pioreactor/.pioreactor/plugins"))
 
 
+def _activate_installed_plugins() -> None:
+    """`pioctl plugins install`'s distributions onto sys.path (pioreactord.plugins_site)."""
+    from pioreactor.config import config
+    from pioreactord.plugins_site import DEFAULT_STATE_DIR, activate
+
+    activate(config.get("pioreactord", "state_dir", fallback=DEFAULT_STATE_DIR))
+
+
 def commands_of(module: ModuleType) -> Iterator[click.Command]:
     for attribute in sorted(vars(module)):
         value = getattr(module, attribute)
@@ -79,6 +87,7 @@ def _sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
         files.sort(key=lambda p: p.stem != prefer)
     for path in files:
         yield path.stem, str(path), lambda p=path: _load_file(p)
+    _activate_installed_plugins()
     for point in entry_points(group=ENTRY_POINT_GROUP):
         yield point.name, f"entry point {point.value}", point.load
 

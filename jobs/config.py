@@ -14,6 +14,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
+from pioreactord.plugins_site import read_with_plugin_defaults
+
 CONFIG_ENV = "PIOREACTORD_CONFIG"
 DEFAULT_PATH = "/etc/pioreactord.ini"
 
@@ -33,9 +35,8 @@ class JobConfig(configparser.ConfigParser):
     def __init__(self, path: str) -> None:
         super().__init__(inline_comment_prefixes=(";", "#"))
         self.path = path
-        try:
-            with open(path, encoding="utf-8") as handle:
-                self.read_file(handle)
+        try:  # installed plugins' additional_config.ini first; the file overrides them
+            read_with_plugin_defaults(self, path)
         except OSError as exc:
             raise FileNotFoundError(f"cannot read the pioreactord config {path}: {exc.strerror}; "
                                     f"set ${CONFIG_ENV} to the daemon's config file") from None

@@ -259,6 +259,11 @@ def mqtt(ctx: Context, topics: tuple[str, ...], count: int | None) -> None:
         return
 
 
+from pioreactord.cli.plugins import plugins  # noqa: E402 - the group needs the helpers above
+
+cli.add_command(plugins)
+
+
 def main() -> None:
     try:
         cli.main(prog_name="pioctl", standalone_mode=False)
