@@ -26,6 +26,7 @@ DEFAULT_CONFIG_PATH = "/etc/pioreactord.ini"
 CONFIG_ENV = "PIOREACTORD_CONFIG"
 HARDWARE_CHOICES = ("auto", "simulated", "rpi_gpio", "pigpio")
 SPAWNER_CHOICES = ("forkserver", "exec")
+RESTART_CHOICES = ("no", "on-failure")
 LOG_LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -131,6 +132,7 @@ class Config:
     pwm_channels: dict[str, str] = field(default_factory=dict)
     pwm_pins: dict[str, str] = field(default_factory=dict)  # [PWM_pins]: channel -> BCM pin overrides
     simulation: dict[str, str] = field(default_factory=dict)  # [simulation], for the simulator
+    restart_on_failure: frozenset[str] = frozenset()  # jobs whose section says restart = on-failure
 
     @property
     def control_socket(self) -> Path:
@@ -168,6 +170,7 @@ class Config:
             pwm_channels=dict(parser["PWM"]) if parser.has_section("PWM") else {},
             pwm_pins=dict(parser["PWM_pins"]) if parser.has_section("PWM_pins") else {},
             simulation=dict(parser["simulation"]) if parser.has_section("simulation") else {},
+            restart_on_failure=_jobs_restarted_on_failure(parser, path),
         )
 
 
@@ -188,6 +191,19 @@ def read_parser(path: str) -> configparser.ConfigParser:
     except (OSError, configparser.Error) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     return parser
+
+
+def _jobs_restarted_on_failure(parser: configparser.ConfigParser, path: str) -> frozenset[str]:
+    """SPEC §2: `restart = no | on-failure` in a job's own section."""
+    jobs = set()
+    for section in parser.sections():
+        value = parser.get(section, "restart", fallback="no").strip().lower()
+        if value not in RESTART_CHOICES:
+            raise ConfigError(f"{path}: [{section}] restart = {value!r} is not one of "
+                              f"{', '.join(RESTART_CHOICES)}")
+        if value == "on-failure":
+            jobs.add(section)
+    return frozenset(jobs)
 
 
 def _parse_setting(parser: configparser.ConfigParser, setting: Setting, path: str) -> Any:

@@ -223,9 +223,14 @@ class Ending:
                 END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id)))
         self._step(job, "removing its stack-dump file", lambda: self._forget_stacks(job))
         self._step(job, "reporting its end", lambda: self._report_end(job, exit_info, clean))
+        self._step(job, "deciding whether it starts again", lambda: self._after_end(
+            job, exit_info, clean))
         self._step(job, "answering pioctl stop", lambda: self._answer(
             self._gone_waiters.pop(job.job_id, []),
             result={"job_name": job.name, "end_state": end_state, "exit_code": exit_info.exit_code}))
+
+    def _after_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
+        """What follows an end besides releasing (supervisor.py: restart = on-failure)."""
 
     def _step(self, job: Job, what: str, step: Callable[[], Any]) -> Any:
         try:

@@ -39,6 +39,7 @@ from .protocol import (
     utc_timestamp,
 )
 from .registry import AlreadyRunning, Job, Registry
+from .restarts import Restarts
 from .sink import INSERT_JOB, SAVE_SETTINGS_META, UPDATE_JOB_PID, UPSERT_SETTING, Sink
 
 log = structlog.get_logger("pioreactord.supervisor")
@@ -72,6 +73,7 @@ class Supervisor(Ending):
         self._gone_waiters: dict[int, list[Reply]] = {}
         self.child_pids: set[int] = set()  # spawned and not collected yet (see reap_orphans)
         self.stopping = False  # the daemon is exiting (stop_all): nothing new starts
+        self.restarts = Restarts()
         self._exit_deadline = 0.0
 
     # --- starting ------------------------------------------------------------------------------
@@ -83,7 +85,7 @@ class Supervisor(Ending):
             raise CommandError("pioreactord is shutting down", "refused")
         job = Job(name=job_name, job_id=self._allocate_job_id(), token=new_id(),
                   experiment=experiment or self._experiment(), source="app",
-                  unique=job_name not in SHORT_ACTIONS)
+                  unique=job_name not in SHORT_ACTIONS, command=(job_name, *args))
         self.registry.reserve(job)
         if on_ready:
             self._ready_waiters.setdefault(job.job_id, []).append(on_ready)
@@ -215,6 +217,7 @@ class Supervisor(Ending):
 
     def state_changed(self, job: Job, state: str) -> None:
         job.state = state
+        job.reached_ready = job.reached_ready or state == "ready"
         self._publish(self.topic(job, "$state"), state.encode(), qos=2, retain=True)
         if state == "ready":
             self._answer(self._ready_waiters.pop(job.job_id, []), result=self.describe(job))
@@ -260,6 +263,37 @@ class Supervisor(Ending):
         if msg.get("timestamp"):
             record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
         self.hub.emit(record)
+
+    # --- restart = on-failure ----------------------------------------------------------------
+    def _after_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
+        if (clean or job.stop_requested or self.stopping or job.command is None or not job.unique
+                or {job.name, job.command[0]}.isdisjoint(self.config.restart_on_failure)):
+            return
+        verdict = self.restarts.after_lost(
+            job.name, uptime=time.monotonic() - job.started_mono, failure=exit_info.describe(),
+            reached_ready=job.reached_ready, exit_code=exit_info.exit_code)
+        if verdict.delay is None:
+            self._log(job, "ERROR" if verdict.gave_up else "WARNING",
+                      f"{job.name} {exit_info.describe()}; not restarting it: {verdict.why_not}")
+            return
+        self._log(job, "WARNING", f"{job.name} {exit_info.describe()}; starting it again in "
+                                  f"{verdict.delay:g} s (restart = on-failure)")
+        command, experiment = job.command, job.experiment
+        self.loop.call_later(verdict.delay, lambda: self._start_again(command, experiment))
+
+    def _start_again(self, command: tuple[str, ...], experiment: str) -> None:
+        name, args = command[0], list(command[1:])
+        if self.stopping or name in self.registry.jobs:
+            return  # the daemon is exiting, or someone started it meanwhile
+
+        def started(answer: dict[str, Any]) -> None:
+            if not answer.get("ok"):
+                log.error(f"starting {name} again failed: {answer.get('error')}")
+
+        try:
+            self.start(name, args, experiment=experiment, on_ready=started)
+        except (AlreadyRunning, CommandError, OSError) as exc:
+            log.error(f"starting {name} again failed: {exc}")
 
     # --- adoption after a daemon restart ------------------------------------------------------
     def adopt_previous_jobs(self) -> None:

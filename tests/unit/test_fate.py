@@ -571,3 +571,33 @@ def test_a_failure_while_collecting_the_exit_still_finishes_the_job(bench, monke
     monkeypatch.setattr(ending, "collect_exit", lambda pid, is_child: 1 / 0)
     bench.loop.handlers[job.pidfd]()
     assert bench.registry.jobs == {} and bench.sink.rows_written(END_JOB)[0][1:3] == (None, "lost")
+
+
+# --- restart = on-failure ------------------------------------------------------------------------
+@pytest.mark.parametrize("how, restarted", [
+    ("lost after ready", True),
+    ("stopped by a user", False),
+    ("clean exit", False),
+    ("never ready", False),
+])
+def test_which_ends_are_started_again(bench, how, restarted):
+    import dataclasses
+
+    bench.sup.config = dataclasses.replace(bench.sup.config, restart_on_failure=frozenset({"stirring"}))
+    replies: list[dict] = []
+    job = bench.sup.start("stirring", ["--target-rpm", "600"], on_ready=replies.append)
+    bench.register(job)
+    if how != "never ready":
+        bench.sup.state_changed(job, "ready")
+    if how == "stopped by a user":
+        bench.sup.stop(job)
+    if how == "clean exit":
+        bench.sup.said_bye(job)
+    bench.end(job, ExitInfo(0) if how == "clean exit" else KILLED)
+    bench.loop.advance(1.0)
+    again = [r for r in bench.spawner.requests[1:] if r.job_name == "stirring"]
+    assert (len(again) == 1) is restarted, how
+    if restarted:
+        assert again[0].args == ("--target-rpm", "600")
+        assert any(r.level == "WARNING" and "starting it again in 1 s (restart = on-failure)"
+                   in r.message for r in bench.hub.records)
