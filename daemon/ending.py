@@ -30,7 +30,7 @@ from .logs import LogHub, LogRecord
 from .loop import Loop
 from .protocol import EXIT_REFUSED, EXIT_UNKNOWN_JOB, STACK_SIGNAL, new_id, utc_timestamp
 from .registry import Job, Registry
-from .sink import END_JOB, Sink
+from .sink import END_JOB, FORGET_RESUME, RESUME_AFTER_SHUTDOWN, Sink
 
 if TYPE_CHECKING:
     from .gpio import GpioService
@@ -225,6 +225,9 @@ class Ending:
         self._step(job, "reporting its end", lambda: self._report_end(job, exit_info, clean))
         self._step(job, "deciding whether it starts again", lambda: self._after_end(
             job, exit_info, clean))
+        self._step(job, "noting whether it resumes", lambda: self.sink.write(
+            RESUME_AFTER_SHUTDOWN if self.stopping and not job.user_stopped else FORGET_RESUME,
+            (job.job_id,)))
         self._step(job, "answering pioctl stop", lambda: self._answer(
             self._gone_waiters.pop(job.job_id, []),
             result={"job_name": job.name, "end_state": end_state, "exit_code": exit_info.exit_code}))

@@ -29,6 +29,12 @@ CREATE TABLE IF NOT EXISTS pio_job_published_settings (setting TEXT NOT NULL, va
 -- Ours: a job's published_settings metadata (JSON), so that the next daemon, after a crash, can
 -- clear the non-persist settings of a job that ended meanwhile.
 CREATE TABLE IF NOT EXISTS pioreactord_job_settings (job_id INTEGER PRIMARY KEY, settings TEXT NOT NULL);
+-- Ours: jobs to start again at the next daemon start if the unit goes down under them
+-- (resume_jobs): written when a job spawned by the daemon registers, removed when it ends for
+-- any reason but the daemon's own shutdown (which sets `shutdown`).
+CREATE TABLE IF NOT EXISTS pioreactord_resume (job_id INTEGER PRIMARY KEY, job_name TEXT NOT NULL,
+  experiment TEXT NOT NULL, command TEXT NOT NULL, boot_id TEXT NOT NULL,
+  shutdown INTEGER NOT NULL DEFAULT 0);
 """
 
 INSERT_LOG = "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -38,6 +44,9 @@ UPDATE_JOB_PID = "UPDATE pio_job_metadata SET pid = ?, job_name = ? WHERE job_id
 END_JOB = """UPDATE pio_job_metadata SET is_running = 0, ended_at = ?, exit_code = ?, end_state = ?
   WHERE job_id = ?"""
 SAVE_SETTINGS_META = "INSERT OR REPLACE INTO pioreactord_job_settings VALUES (?, ?)"
+SAVE_RESUME = "INSERT OR REPLACE INTO pioreactord_resume VALUES (?, ?, ?, ?, ?, 0)"
+RESUME_AFTER_SHUTDOWN = "UPDATE pioreactord_resume SET shutdown = 1 WHERE job_id = ?"
+FORGET_RESUME = "DELETE FROM pioreactord_resume WHERE job_id = ?"
 UPSERT_SETTING = """INSERT INTO pio_job_published_settings
   (setting, value, created_at, updated_at, job_id) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (setting, job_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"""
@@ -89,6 +98,14 @@ class Sink:
             return dict(json.loads(row[0])) if row else {}
         except (ValueError, TypeError):
             return {}
+
+    def resume_rows(self) -> list[sqlite3.Row]:
+        """Jobs that were running when the previous daemon (or the unit) went down."""
+        self._conn.row_factory = sqlite3.Row
+        try:
+            return self._conn.execute("SELECT * FROM pioreactord_resume").fetchall()
+        finally:
+            self._conn.row_factory = None
 
     # --- writes (any thread) -----------------------------------------------------------------
     def start(self) -> None:

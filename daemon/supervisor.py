@@ -40,7 +40,15 @@ from .protocol import (
 )
 from .registry import AlreadyRunning, Job, Registry
 from .restarts import Restarts
-from .sink import INSERT_JOB, SAVE_SETTINGS_META, UPDATE_JOB_PID, UPSERT_SETTING, Sink
+from .sink import (
+    FORGET_RESUME,
+    INSERT_JOB,
+    SAVE_RESUME,
+    SAVE_SETTINGS_META,
+    UPDATE_JOB_PID,
+    UPSERT_SETTING,
+    Sink,
+)
 
 log = structlog.get_logger("pioreactord.supervisor")
 
@@ -171,6 +179,9 @@ class Supervisor(Ending):
         else:
             self._write_row(job)
         self.sink.write(SAVE_SETTINGS_META, (job.job_id, json.dumps(job.settings)))
+        if job.command is not None and job.unique and job.is_long_running:
+            self.sink.write(SAVE_RESUME, (job.job_id, job.name, job.experiment,
+                                          json.dumps(list(job.command)), boot_id()))
         if msg.get("adopt"):
             self._restore(job, msg)
             self.gpio.adopt(job, msg.get("pins") or [], msg.get("driven") or [])
@@ -301,6 +312,7 @@ class Supervisor(Ending):
         (their pidfd says if they end first), and end the others as lost, like any job that
         ends: $state, non-persist settings cleared, row closed (is_running is never left at 1
         for a process that is gone)."""
+        resumable = self.sink.resume_rows()  # read before the rows left running are ended
         for job in self._jobs_from_rows(self.sink.running_rows()):
             created = _process_start(job.pid or 0, job.started_at)
             if created is not None and job.name not in self.registry.jobs:
@@ -313,12 +325,43 @@ class Supervisor(Ending):
             log.warning("a job from before the restart ended while pioreactord was away",
                         job=job.name, pid=job.pid)
             self.finish(job, ExitInfo(None), clean=False)
+        self._resume(resumable)
+
+    def _resume(self, rows: Iterable[Any]) -> None:
+        """resume_jobs: start again the jobs the unit's going down ended (a reboot or power cut:
+        another boot id; systemctl stop: the daemon's own shutdown), unless a user stopped them
+        or their section says resume = 0. A job that died while a crashed daemon was away is
+        not resumed (restart = on-failure is for failures)."""
+        adopted = {job.job_id for job in self.registry.jobs.values()}
+        boot = boot_id()
+        for row in rows:
+            if row["job_id"] in adopted:
+                continue  # it outlived the daemon
+            self.sink.write(FORGET_RESUME, (row["job_id"],))
+            command = [str(part) for part in json.loads(row["command"])]
+            went_down = bool(row["shutdown"]) or row["boot_id"] != boot
+            if not went_down or not self.config.resume_jobs or \
+                    not {row["job_name"], command[0]}.isdisjoint(self.config.not_resumed):
+                continue
+            why = "pioreactord was stopped" if row["shutdown"] else "the unit went down"
+            self.hub.emit(LogRecord.now("NOTICE", f"resuming {row['job_name']}: it was running "
+                                        f"when {why}", "pioreactord", row["experiment"]))
+            self._start_again(tuple(command), str(row["experiment"]))
 
     def _jobs_from_rows(self, rows: Iterable[Any]) -> list[Job]:
         return [Job(name=row["job_name"], job_id=row["job_id"], experiment=row["experiment"],
                     source=row["job_source"], token=None, pid=row["pid"],
                     started_at=row["started_at"], row_written=True,
                     settings=self.sink.settings_meta_of(row["job_id"])) for row in rows]
+
+
+def boot_id() -> str:
+    """This boot of the machine (a reboot or a power cut gives another)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 def refusal(exc: AlreadyRunning) -> dict[str, Any]:

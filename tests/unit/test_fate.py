@@ -93,6 +93,7 @@ class FakeSink:
     def __init__(self, rows: list[dict] | None = None, meta: dict | None = None) -> None:
         self.writes: list[tuple[str, tuple]] = []
         self.rows, self.meta = rows or [], meta or {}
+        self.resumable: list[dict] = []
 
     def next_job_id(self) -> int:
         return 1
@@ -102,6 +103,9 @@ class FakeSink:
 
     def running_rows(self) -> list[dict]:
         return self.rows
+
+    def resume_rows(self) -> list[dict]:
+        return self.resumable
 
     def settings_meta_of(self, job_id: int) -> dict:
         return self.meta.get(job_id, {})
@@ -204,7 +208,7 @@ def _config(tmp_path: Path) -> Config:
     return Config(path=str(tmp_path / "pioreactord.ini"), unit=UNIT, experiment=EXP,
                   runtime_dir=tmp_path, state_dir=tmp_path, plugins_dir=tmp_path,
                   hardware="simulated", stop_timeout=STOP_TIMEOUT, spawner="exec",
-                  silent_job_warning=30.0, hung_job_warning=60.0, broker_address="localhost",
+                  silent_job_warning=30.0, resume_jobs=True, hung_job_warning=60.0, broker_address="localhost",
                   broker_port=1883,
                   mqtt_username="", mqtt_password="", mqtt_use_tls=False,
                   database=tmp_path / "db.sqlite", log_file=tmp_path / "log",
@@ -601,3 +605,57 @@ def test_which_ends_are_started_again(bench, how, restarted):
         assert again[0].args == ("--target-rpm", "600")
         assert any(r.level == "WARNING" and "starting it again in 1 s (restart = on-failure)"
                    in r.message for r in bench.hub.records)
+
+
+# --- resume_jobs ---------------------------------------------------------------------------------
+def _resume_row(job_id: int, name: str, boot: str, shutdown: int) -> dict:
+    return {"job_id": job_id, "job_name": name, "experiment": "exp7", "boot_id": boot,
+            "command": f'["{name}", "--x", "1"]', "shutdown": shutdown}
+
+
+@pytest.mark.parametrize("case, boot, shutdown, opted_out, resumed", [
+    ("pioreactord was stopped (systemctl stop)", "this", 1, False, True),
+    ("a reboot or a power cut: another boot", "other", 0, False, True),
+    ("the daemon crashed and the job died meanwhile", "this", 0, False, False),
+    ("its section says resume = 0", "other", 0, True, False),
+])
+def test_what_is_resumed_at_start(bench, monkeypatch, case, boot, shutdown, opted_out, resumed):
+    import dataclasses
+
+    monkeypatch.setattr(supervisor, "boot_id", lambda: "this")
+    bench.sup.config = dataclasses.replace(
+        bench.sup.config, not_resumed=frozenset({"stirring"} if opted_out else ()))
+    bench.sink.resumable = [_resume_row(5, "stirring", boot, shutdown)]
+    bench.sup.adopt_previous_jobs()
+    started = [(r.job_name, r.args) for r in bench.spawner.requests]
+    assert (started == [("stirring", ("--x", "1"))]) is resumed, case
+    if resumed:
+        assert bench.registry.jobs["stirring"].experiment == "exp7"
+        assert any(r.level == "NOTICE" and r.message.startswith("resuming stirring")
+                   for r in bench.hub.records)
+    assert ("DELETE FROM pioreactord_resume WHERE job_id = ?", (5,)) in bench.sink.writes
+
+
+def test_a_job_that_outlived_the_daemon_is_adopted_not_resumed(bench, monkeypatch):
+    monkeypatch.setattr(supervisor, "_process_start", lambda pid, started_at: 0.0)
+    bench.alive.add(7001)
+    bench.sink.rows = [_row(5, "stirring", 7001)]
+    bench.sink.resumable = [_resume_row(5, "stirring", "other", 1)]
+    bench.sup.adopt_previous_jobs()
+    assert bench.spawner.requests == [] and bench.registry.jobs["stirring"].pid == 7001
+
+
+@pytest.mark.parametrize("who_stops, kept_for_resume", [("the daemon's shutdown", True),
+                                                        ("a user", False)])
+def test_a_shutdown_keeps_a_job_for_resume_a_user_stop_does_not(bench, who_stops, kept_for_resume):
+    job, _ = bench.start()
+    bench.register(job)
+    if who_stops == "a user":
+        job.user_stopped = True
+        bench.sup.stop(job)
+    bench.sup.stop_all("SIGTERM")
+    bench.sup.said_bye(job)
+    bench.end(job, ExitInfo(0))
+    marks = [sql for sql, params in bench.sink.writes if "pioreactord_resume" in sql]
+    assert marks[0].startswith("INSERT OR REPLACE")  # written when it registered
+    assert marks[-1].startswith("UPDATE" if kept_for_resume else "DELETE")
