@@ -8,6 +8,7 @@ to their replies here, and broker messages are delivered to the jobs subscribed 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,7 +25,8 @@ from .registry import Job, Registry
 log = structlog.get_logger("pioreactord.jobchannel")
 
 Reply = Callable[[dict[str, Any]], None]
-Handler = Callable[[bytes, dict[str, Any], bytes | None, "Peer | None"], None]
+PeerLookup = Callable[[], "Peer | None"]  # asked only when it matters (registering, anonymous)
+Handler = Callable[[bytes, dict[str, Any], bytes | None, PeerLookup], None]
 RETAINED_WINDOW = 5.0  # seconds after subscribing during which a job accepts retained re-sends
 JOB_REQUEST_TIMEOUT = 10.0
 
@@ -62,25 +64,41 @@ class JobChannel:
 
     # --- socket --------------------------------------------------------------------------------
     def listen(self, handle: Handler) -> None:
-        """From now on every message from a job goes to `handle(identity, header, payload, peer)`."""
+        """From now on every message from a job goes to `handle(identity, header, payload,
+        peer)`; `peer()` says who sent it (the kernel's word)."""
         self._handle = handle
         self.loop.watch(self.socket, self.on_readable)
 
     def on_readable(self) -> None:
         for _ in range(1000):  # bounded, so one chatty job cannot starve the loop
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                identity = self.socket.recv(zmq.NOBLOCK)  # ROUTER: the sender, then its frames
             except zmq.Again:
                 return
-            identity, rest = frames[0].bytes, [frame.bytes for frame in frames[1:]]
-            peer = peer_of(frames[-1])
+            first = self.socket.recv(copy=False)
+            rest = [first.bytes, *self._rest_of(first)]
+            # libzmq 4.3.4 (bookworm) puts the peer's metadata on the frames it received, not on
+            # the identity frame the ROUTER adds; 4.3.5 on both.
+            peer = functools.partial(peer_of, first)
             try:
                 msg, payload = decode(rest)
             except ProtocolError as exc:
+                known = peer()
                 log.warning("bad message on the job channel", error=str(exc),
-                            uid=peer.uid if peer else "?", pid=peer.pid if peer else "?")
+                            uid=known.uid if known else "?", pid=known.pid if known else "?")
                 continue
             self._handle(identity, msg, payload, peer)
+
+    def _rest_of(self, frame: zmq.Frame) -> list[bytes]:
+        """The frames after `frame` (all of them, so the next read starts a message). One frame
+        at a time: cheaper than recv_multipart, and only the first is kept as a Frame."""
+        rest: list[bytes] = []
+        more = frame.more
+        while more:
+            part = self.socket.recv(copy=False)
+            rest.append(part.bytes)
+            more = part.more
+        return rest
 
     def send(self, identity: bytes | None, header: dict[str, Any], payload: bytes | None = None) -> bool:
         if identity is None:

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from .gpio import GpioService
-from .jobchannel import JobChannel, Peer
+from .jobchannel import JobChannel, Peer, PeerLookup
 from .registry import AlreadyRunning, Job, PinBusy, Registry
 from .supervisor import Supervisor, refusal
 
@@ -43,7 +43,7 @@ class JobMessages:
         self._experiment = experiment
         self._asked_who: set[bytes] = set()
         self._held: dict[bytes, Held] = {}  # from connections not registered (yet)
-        self._peer: Peer | None = None  # who sent the message being handled (the kernel says)
+        self._sender: PeerLookup = lambda: None  # who sent the message being handled
         self._handlers: dict[str, Callable[[bytes, Job | None, dict, bytes | None], None]] = {
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
             "publish": self._on_publish, "ping": self._on_ping, "state": self._on_state,
@@ -52,8 +52,8 @@ class JobMessages:
         }
 
     def handle(self, identity: bytes, msg: dict[str, Any], payload: bytes | None,
-               peer: Peer | None) -> None:
-        self._peer = peer
+               peer: PeerLookup) -> None:
+        self._sender = peer
         handler = self._handlers.get(str(msg.get("t")))
         if handler is None:
             log.warning("unknown message type on the job channel", type=msg.get("t"))
@@ -72,7 +72,7 @@ class JobMessages:
 
     def _on_register(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         try:
-            reply = self.supervisor.register(identity, msg, self._peer)
+            reply = self.supervisor.register(identity, msg, self._sender())
         except AlreadyRunning as exc:
             reply = refusal(exc)
         except (KeyError, TypeError, ValueError) as exc:
@@ -103,8 +103,8 @@ class JobMessages:
         held = self._held.get(identity)
         if held is None:
             if len(self._held) >= HELD_CONNECTIONS:
-                return self._refuse(identity, msg, Held(self._peer))
-            held = self._held[identity] = Held(self._peer)
+                return self._refuse(identity, msg, Held(self._sender()))
+            held = self._held[identity] = Held(self._sender())
             self.loop.call_later(HOLD_WINDOW, lambda: self._release_held(identity, None))
         if len(held.messages) >= HELD_PER_JOB:
             return self._refuse(identity, msg, held)
@@ -177,7 +177,7 @@ class JobMessages:
             return self._reply(identity, msg, {"ok": False, "error": "not registered",
                                                "code": "not_registered"})
         if job is None:
-            log.info(f"{msg.get('op')} request from a process that is not a job ({_who(self._peer)})",
+            log.info(f"{msg.get('op')} request from a process that is not a job ({_who(self._sender())})",
                      args=json.dumps(msg.get("args"), default=str)[:200])
         try:
             result = self.gpio.handle(job, str(msg["op"]), dict(msg.get("args") or {}))
