@@ -40,6 +40,7 @@ ENTRY_POINT_GROUP = "pioreactor.plugins"
 # What pioreactord provides in place of a PyPI distribution: name -> version handed to pip.
 PIOREACTOR_API_VERSION = "25.11.0"
 PROVIDED = {"pioreactor": PIOREACTOR_API_VERSION}
+PIP_WHEELS = "/usr/share/python-wheels"  # Debian's python3-pip-whl
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
 _REQUEST = re.compile(rf"^(?P<name>{_NAME})(?:==(?P<version>[A-Za-z0-9.+!_-]+))?$")
 _WHEEL = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(-[^-]+)?-[^-]+-[^-]+-[^-]+\.whl$")
@@ -144,7 +145,9 @@ def _build(version_dir: Path, request: Request, progress: Progress) -> Installed
 def _pip(args: list[str], progress: Progress) -> None:
     """Run pip, passing its output to `progress` line by line; PluginError with pip's own last
     error line if it fails."""
-    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
+    command = [*_pip_command(), "--disable-pip-version-check", *args]
+    if os.geteuid() == 0:  # we hand the files to state_dir's owner afterwards (_chown_like)
+        command.append("--root-user-action=ignore")
     try:
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, text=True, errors="replace")
@@ -160,10 +163,22 @@ def _pip(args: list[str], progress: Progress) -> None:
         raise PluginError(f"pip failed: {_pip_error(lines, process.returncode)}")
 
 
+def _pip_command() -> list[str]:
+    """pip as a module if this Python has it (Debian: python3-pip), else the self-contained pip
+    wheel that Debian's python3-pip-whl ships for venvs, run from the zip as pip supports: the
+    package depends on either, and the wheel alone spares a Pi python3-pip's compilers."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    wheels = sorted(Path(PIP_WHEELS).glob("pip-*.whl"))
+    return [sys.executable, f"{wheels[-1]}/pip"] if wheels else [sys.executable, "-m", "pip"]
+
+
 def _pip_error(lines: list[str], code: int) -> str:
     if any("No module named pip" in line for line in lines):
         return (f"pip is not installed for {sys.executable} (on Debian: sudo apt install "
-                "python3-pip)")
+                "python3-pip-whl)")
     for name, version in PROVIDED.items():  # a plugin written for another API than ours
         needs = [line.strip() for line in lines
                  if re.search(rf"depends on {name}(?![\w.-])", line)]

@@ -100,3 +100,16 @@ def test_wheel_request(tmp_path):
     assert (request.name, request.wheel, request.source) == (
         "pioreactor-relay-plugin", wheel, f"wheel {wheel}")
     assert normalize("A__b.C") == "a-b-c"
+
+
+def test_pip_from_debians_wheel_when_python_has_no_pip(tmp_path, monkeypatch):
+    import importlib.util
+
+    from pioreactord import plugins
+
+    (tmp_path / "pip-23.0.1-py3-none-any.whl").write_bytes(b"")
+    (tmp_path / "pip-25.1.1-py3-none-any.whl").write_bytes(b"")
+    monkeypatch.setattr(plugins, "PIP_WHEELS", str(tmp_path))
+    assert plugins._pip_command()[1:] == ["-m", "pip"]  # this venv has pip
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert plugins._pip_command()[1:] == [f"{tmp_path}/pip-25.1.1-py3-none-any.whl/pip"]
