@@ -5,7 +5,8 @@ Signals (handlers only enqueue; the loop acts):
     signal           the daemon                                         its jobs
     SIGTERM, SIGINT  stops every job (ask, SIGTERM, SIGKILL), publishes  each ends `disconnected`
                      `disconnected` on its own $state, exits 0           (or `lost` if killed)
-    SIGHUP           re-reads the config file and logs what changed     untouched
+    SIGHUP           re-executes itself in place (reexec.py): same pid,  untouched, still its
+                     new code and config; refused if the config is bad   children
     SIGCHLD          not used: a pidfd per job says when it ends        -
                      (orphans adopted as a subreaper: reaped each tick)
 
@@ -18,25 +19,28 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any
 
 import structlog
 import zmq
 
-from . import remote
+from . import reexec, remote
 from .bridge import Bridge, ConnectionChange, Incoming, Will
 from .children import Spawner, SubprocessSpawner
 from .commands import Control
 from .config import Config
+from .dbfile import check_writable_dir
 from .experiment import ExperimentStore
 from .forkserver_spawner import ForkServerSpawner
 from .gpio import GpioService
 from .hardware.base import HardwareBackend
 from .jobchannel import JobChannel
 from .jobmessages import JobMessages
+from .limits import MAX_FRAME, MAX_MQTT_PAYLOAD, size_text
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
 from .operations import Operations
@@ -58,6 +62,8 @@ class Daemon:
     def __init__(self, config: Config, *, backend: HardwareBackend, startup_warnings: Sequence[str] = (),
                  startup_notes: Sequence[str] = ()) -> None:
         self.config = config
+        self.clock = reexec.process_clock()  # first start and this exec (pioctl version)
+        self._inherited_pipes = reexec.job_pipes_from_env()  # a re-exec's jobs' output
         self.pid = os.getpid()
         self.daemon_id = new_id()
         self.loop = Loop()
@@ -66,21 +72,23 @@ class Daemon:
         self._signals: list[int] = []
         self._startup_warnings = list(startup_warnings)
         self._startup_notes = list(startup_notes)
-        for directory in (config.runtime_dir, config.state_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        config.runtime_dir.mkdir(parents=True, exist_ok=True)
+        check_writable_dir(config.state_dir, "state_dir")  # StorageError: main exits 78
         stacks = config.runtime_dir / "stacks"  # jobs' stack dumps (jobs/stack_dump.py)
         stacks.mkdir(exist_ok=True)
         os.chmod(stacks, 0o1770)  # a job of the group writes its own; sticky: none removes another's
         self._lock_file = self._take_lock()
         self.experiments = ExperimentStore(config.state_dir, config.experiment)
-        self.sink = Sink(config.database)
+        self.sink = Sink(config.database, report=self._report_storage,
+                         integrity_interval=config.integrity_check_interval)
         self.bridge = Bridge(client_id=f"pioreactord-{config.unit}-{self.daemon_id}",
                              host=config.broker_address, port=config.broker_port,
                              will=Will(self.state_topic, b"lost"), wake=self.loop.wake,
                              username=config.mqtt_username, password=config.mqtt_password,
                              use_tls=config.mqtt_use_tls)
         self.hub = LogHub(unit=config.unit, sink=self.sink, log_file=config.log_file,
-                          console_level=config.console_log_level, publish=self._publish_log)
+                          console_level=config.console_log_level,
+                          publish_many=self._publish_logs, schedule=self.loop.post)
         configure_structlog(lambda level, message: self.hub.emit(
             LogRecord.now(level, message, "pioreactord", self.experiment())))
         self.gpio = GpioService(registry=self.registry, backend=backend, unit=config.unit,
@@ -130,12 +138,20 @@ class Daemon:
         handle.flush()
         return handle
 
+    def _report_storage(self, level: str, message: str) -> None:
+        """The SQLite writer's own troubles (its thread): logged from the loop, so they reach
+        MQTT, the log file and the console too, not only the database that is failing."""
+        self.loop.post(lambda: getattr(log, level.lower())(message))
+
     def _bind(self, path) -> zmq.Socket:
         socket = self.zmq.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished job fails, not drops
         socket.setsockopt(zmq.SNDHWM, 100_000)
         socket.setsockopt(zmq.RCVHWM, 100_000)
+        # Backstop: a message up to 16x MAX_FRAME is read and refused with its size (decode);
+        # a peer sending more is disconnected by ZeroMQ before it can fill our memory.
+        socket.setsockopt(zmq.MAXMSGSIZE, 16 * MAX_FRAME)
         if path.exists():
             path.unlink()  # we hold the lock: whatever left this socket file is gone
         socket.bind(f"ipc://{path}")
@@ -160,7 +176,7 @@ class Daemon:
             self.bridge.subscribe(pattern)
         self.bridge.start()
         self.spawner.start(self.supervisor.job_env_base())
-        self.supervisor.adopt_previous_jobs()
+        self.supervisor.adopt_previous_jobs(self._inherited_pipes)
         self.supervisor.check_liveness()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
@@ -169,6 +185,8 @@ class Daemon:
         for warning in self._startup_warnings:
             log.warning(warning)
         self.notifier.ready(self._status_text())
+        self._answer_reload(True, f"pioreactord {reexec.daemon_version()} serving, pid {self.pid}, "
+                                  f"exec'd at {self.clock.exec_at}")
         self._schedule_watchdog()
         while not self.supervisor.may_exit():
             self.loop.run_once(max_wait=1.0)
@@ -183,6 +201,11 @@ class Daemon:
             except Exception:  # queue.Empty
                 break
             if isinstance(event, Incoming):
+                if len(event.payload) > MAX_MQTT_PAYLOAD:  # refused, never echoed or forwarded
+                    log.warning(f"ignored a {size_text(len(event.payload))} message on "
+                                f"{event.topic[:200]}: larger than the {size_text(MAX_MQTT_PAYLOAD)} "
+                                "limit for MQTT payloads")
+                    continue
                 self.remote.handle(event)
                 self.job_channel.forward(event)
                 self.control.forward(event)
@@ -220,14 +243,42 @@ class Daemon:
         return f"{len(names)} job{'s' if len(names) != 1 else ''}" + (f": {', '.join(names)}" if names else "")
 
     def _reload(self) -> None:
-        try:
-            fresh = Config.load(self.config.path)
-        except Exception as exc:  # noqa: BLE001 - a bad edit must not take the daemon down
-            log.error("reload: config file rejected; keeping the running configuration", error=str(exc))
+        """SIGHUP: re-execute in place (reexec.py), or refuse and change nothing. The answer
+        goes to runtime_dir/exec.state (the new image writes it once serving)."""
+        seq = self.clock.reloads + 1
+        self.clock = replace(self.clock, reloads=seq)
+        os.environ[reexec.RELOADS_ENV] = str(seq)
+        problem = self._reload_problem()
+        if problem:
+            log.error(f"reload refused: {problem}; nothing changed")
+            self._answer_reload(False, problem)
             return
-        changed = [k for k, v in asdict(fresh).items() if asdict(self.config).get(k) != v]
-        log.info("reload: config re-read" + (f"; {', '.join(changed)} take effect at the next "
-                                             "restart" if changed else "; nothing changed"))
+        log.info("reload: re-executing in place", jobs=len(self.registry.jobs))
+        self.notifier.reloading()
+        self.loop.run_once(max_wait=0)  # what jobs already sent is handled by this image
+        pipes = self.supervisor.hand_over_pipes()
+        self._close(for_exec=True)
+        try:
+            reexec.exec_self(seq, pipes)
+        except OSError as exc:  # nothing is left to serve with: systemd restarts us, jobs go on
+            print(f"pioreactord: re-exec failed ({exc}); exiting", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    def _reload_problem(self) -> str | None:
+        if self.supervisor.stopping:
+            return "pioreactord is shutting down"
+        try:
+            Config.load(self.config.path)
+        except Exception as exc:  # noqa: BLE001 - a bad edit must not take the daemon down
+            return f"config file rejected: {exc}"
+        return None
+
+    def _answer_reload(self, ok: bool, text: str) -> None:
+        try:
+            reexec.write_exec_state(self.config.runtime_dir / reexec.STATE_FILE,
+                                    reexec.ExecState(self.pid, self.clock.reloads, ok, text))
+        except OSError as exc:
+            log.warning("cannot write the reload answer", error=str(exc))
 
     # --- jobs ----------------------------------------------------------------------------------
     def experiment(self) -> str:
@@ -237,8 +288,9 @@ class Daemon:
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
         return self.bridge.publish(topic, payload, qos=qos, retain=retain)
 
-    def _publish_log(self, topic: str, payload: bytes) -> None:
-        self.bridge.publish(topic, payload, qos=1, retain=False)
+    def _publish_logs(self, messages: list[tuple[str, bytes]]) -> None:
+        for topic, payload in messages:
+            self.bridge.publish(topic, payload, qos=1, retain=False)
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:
@@ -249,19 +301,31 @@ class Daemon:
 
     def _shutdown(self) -> int:
         self.supervisor.end_survivors()
+        self._close(for_exec=False)
+        for path in (self.config.job_socket, self.config.control_socket):
+            path.unlink(missing_ok=True)
+        return 0
+
+    def _close(self, *, for_exec: bool) -> None:
+        """Everything but the jobs. For a re-exec the broker connection ends without our
+        `disconnected` (the next image says `ready`; waiting for this `ready` lets what was
+        queued before it go out) and the hardware is left as it is: the jobs' pins stay on."""
         self.spawner.stop()
-        log.info("pioreactord stopped")
-        info = self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
-        _wait_published(info, 3.0)
+        if for_exec:
+            self.hub.flush()  # this last pass's lines: the loop that would flush them is done
+            _wait_published(self.publish(self.state_topic, b"ready", qos=2, retain=True), 2.0)
+        else:
+            log.info("pioreactord stopped")
+            self.hub.flush()
+            _wait_published(self.publish(self.state_topic, b"disconnected", qos=2, retain=True), 3.0)
         self.bridge.stop()
-        self.gpio.close()
+        if not for_exec:
+            self.gpio.close()
+        self.hub.flush()  # what gpio.close and the bridge said: to SQLite, the file, the console
         self.sink.close()
         for socket in (self.jobs_socket, self.control_socket):
             socket.close(0)
         self.zmq.term()
-        for path in (self.config.job_socket, self.config.control_socket):
-            path.unlink(missing_ok=True)
-        return 0
 
 
 def _wait_published(info: Any, timeout: float) -> None:

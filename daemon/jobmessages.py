@@ -46,6 +46,7 @@ class JobMessages:
         self._sender: PeerLookup = lambda: None  # who sent the message being handled
         self._handlers: dict[str, Callable[[bytes, Job | None, dict, bytes | None], None]] = {
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
+            "logs": self._on_logs,
             "publish": self._on_publish, "ping": self._on_ping, "state": self._on_state,
             "setting": self._on_setting, "subscribe": self._on_subscribe, "hw": self._on_hw,
             "bye": self._on_bye, "reply": self._on_reply,
@@ -136,6 +137,16 @@ class JobMessages:
             self._unknown(identity)
             return self._hold(identity, msg, payload)  # logged once it registers: never lost
         self.supervisor.job_log(job, msg)
+
+    def _on_logs(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        """A burst of log lines in one message, `records`: each what a `log` message holds
+        (one receive and one decode per burst instead of per line; MAX_FRAME bounds it)."""
+        if job is None:
+            self._unknown(identity)
+            return self._hold(identity, msg, payload)  # logged once it registers: never lost
+        for record in msg.get("records") or ():
+            if isinstance(record, dict):
+                self.supervisor.job_log(job, record)
 
     def _on_publish(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         if job is None:

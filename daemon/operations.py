@@ -20,6 +20,7 @@ import structlog
 from .bridge import Bridge
 from .experiment import ExperimentStore
 from .jobchannel import JobChannel
+from .limits import job_args_error
 from .protocol import CommandError
 from .registry import Job, PinLock, Registry
 from .supervisor import Reply, Supervisor
@@ -60,6 +61,9 @@ class Operations:
 
     def start(self, name: str, args: list[str], *, on_ready: Reply,
               experiment: str | None = None) -> Job:
+        too_large = job_args_error(args)  # refused here: never echoed, never sent to a fork
+        if too_large:
+            raise CommandError(f"{name} not started: {too_large}", "bad_request")
         return self._supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
 
     def stop(self, job: Job, on_gone: Reply | None = None) -> None:

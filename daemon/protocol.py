@@ -15,6 +15,7 @@ Job -> daemon                                    (R = request: carries `id`, get
   state        state
   setting      name, value (wire str; null = cleared)
   log          level, message, task, source, experiment, timestamp (when the job emitted it)
+  logs         records [{the fields of log}]: a burst in one message (at most MAX_FRAME)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
   ping         busy? (heartbeat; answered with pong; busy: s a callback has been running)
@@ -53,9 +54,12 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+
+from .limits import MAX_FORK_MESSAGE, MAX_FRAME, size_text
 
 VERSION = 1
 
@@ -64,7 +68,7 @@ JOB_TOKEN_ENV = "PIOREACTORD_JOB_TOKEN"
 UNIT_ENV = "PIOREACTOR_UNIT"
 EXPERIMENT_ENV = "PIOREACTOR_EXPERIMENT"
 SOURCE_ENV = "PIOREACTORD_JOB_SOURCE"
-FORK_MESSAGE_MAX = 256 * 1024  # bytes; a fork request carries the job's whole environment
+FORK_MESSAGE_MAX = MAX_FORK_MESSAGE  # bytes; a fork request carries the job's whole environment
 
 # Built-in short actions: they run, act and exit within milliseconds, so two may overlap (two
 # `pioctl start led_intensity` from two scripts). They are not subject to one-per-name.
@@ -107,6 +111,9 @@ def encode(header: dict[str, Any], payload: bytes | None = None) -> list[bytes]:
 def decode(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:
     if not frames or len(frames) > 2:
         raise ProtocolError(f"expected 1 or 2 frames, got {len(frames)}")
+    size = sum(len(frame) for frame in frames)
+    if size > MAX_FRAME:  # refused unread: the line that says so gives the size, not the content
+        raise ProtocolError(f"message is {size_text(size)} (at most {size_text(MAX_FRAME)})")
     try:
         header = json.loads(frames[0])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -124,9 +131,20 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+_second_stamp: tuple[int, str] = (-1, "")  # the last whole second formatted (a log burst's)
+
+
 def utc_timestamp(when: datetime | None = None) -> str:
-    """UTC ISO-8601 with milliseconds and `Z`, the format of every stored timestamp."""
-    when = when or datetime.now(UTC)
+    """UTC ISO-8601 with milliseconds and `Z`, the format of every stored timestamp. Now's is
+    made from the clock and the formatted second, kept: a burst of log lines formats it once."""
+    global _second_stamp
+    if when is None:
+        seconds, millis = divmod(time.time_ns() // 1_000_000, 1000)
+        second, text = _second_stamp
+        if second != seconds:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))
+            _second_stamp = (seconds, text)
+        return f"{text}{millis:03d}Z"
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 

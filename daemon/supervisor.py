@@ -10,7 +10,6 @@ SQLite) -> ending.py (`stop`, escalation, `finish`: what its end means and what 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -20,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch_pid
+from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, is_our_child, watch_pid
 from .config import Config
 from .ending import STACK_DUMP_WAIT, Ending, Reply
 from .gpio import GpioService
@@ -38,6 +37,7 @@ from .protocol import (
     to_wire,
     utc_timestamp,
 )
+from .reexec import DAEMON_ONLY_ENV
 from .registry import AlreadyRunning, Job, Registry
 from .restarts import Restarts
 from .sink import (
@@ -57,7 +57,6 @@ __all__ = ["Reply", "Supervisor", "refusal"]
 # A job's process starts at most this long after its row's started_at (spawned) or before it (by
 # hand); a process at that pid started later is another one.
 PID_REUSE_SLACK = 10.0
-LOG_MESSAGE_MAX = 64 * 1024  # characters of one job log line (a traceback fits; 20 MB does not)
 
 
 class Supervisor(Ending):
@@ -116,6 +115,8 @@ class Supervisor(Ending):
                     JOB_SOCKET_ENV: str(self.config.job_socket), "PYTHONUNBUFFERED": "1"})
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
         env.pop("WATCHDOG_USEC", None)
+        for key in DAEMON_ONLY_ENV:  # what the daemon hands its own re-exec'd image
+            env.pop(key, None)
         return env
 
     def _job_env(self, job: Job) -> dict[str, str]:
@@ -265,15 +266,10 @@ class Supervisor(Ending):
     def job_log(self, job: Job, msg: dict[str, Any]) -> None:
         """A job's log line, under its own name, experiment and source (whatever the message
         says), stamped when the job emitted it (lines buffered while the daemon was away keep
-        their time). At most LOG_MESSAGE_MAX characters are kept."""
-        message = str(msg.get("message", ""))
-        if len(message) > LOG_MESSAGE_MAX:
-            message = f"{message[:LOG_MESSAGE_MAX]}... ({len(message)} characters, truncated)"
-        record = LogRecord.now(msg.get("level", "INFO"), message, job.name, job.experiment,
-                               job.source)
-        if msg.get("timestamp"):
-            record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
-        self.hub.emit(record)
+        their time). The log hub cuts a line longer than limits.MAX_LOG_LINE."""
+        self.hub.emit(LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
+                                    job.name, job.experiment, job.source,
+                                    timestamp=str(msg.get("timestamp") or "")))
 
     # --- restart = on-failure ----------------------------------------------------------------
     def _after_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
@@ -307,24 +303,28 @@ class Supervisor(Ending):
             log.error(f"starting {name} again failed: {exc}")
 
     # --- adoption after a daemon restart ------------------------------------------------------
-    def adopt_previous_jobs(self) -> None:
+    def adopt_previous_jobs(self, pipes: dict[int, tuple[int | None, int | None]] | None = None) -> None:
         """Rows a previous daemon left running: watch the live ones until they re-register
         (their pidfd says if they end first), and end the others as lost, like any job that
         ends: $state, non-persist settings cleared, row closed (is_running is never left at 1
-        for a process that is gone)."""
+        for a process that is gone). `pipes`: the output pipes a re-exec handed over."""
+        pipes = dict(pipes or {})
         resumable = self.sink.resume_rows()  # read before the rows left running are ended
         for job in self._jobs_from_rows(self.sink.running_rows()):
             created = _process_start(job.pid or 0, job.started_at)
             if created is not None and job.name not in self.registry.jobs:
                 job.started_mono = time.monotonic() - max(0.0, time.time() - created)
                 self.registry.reserve(job)
-                if self.watch_process(job, job.pid or 0, None):
+                own = _own_child(job.pid or 0, pipes.pop(job.pid or 0, (None, None)))
+                if self.watch_process(job, job.pid or 0, own):
                     log.info("waiting for a job from before the restart", job=job.name, pid=job.pid)
                     continue
                 self.registry.forget(job)
             log.warning("a job from before the restart ended while pioreactord was away",
                         job=job.name, pid=job.pid)
             self.finish(job, ExitInfo(None), clean=False)
+        for out, err in pipes.values():  # a job whose row is gone: its pipes are of no use
+            _close_fds(out, err)
         self._resume(resumable)
 
     def _resume(self, rows: Iterable[Any]) -> None:
@@ -348,6 +348,12 @@ class Supervisor(Ending):
                                         f"when {why}", "pioreactord", row["experiment"]))
             self._start_again(tuple(command), str(row["experiment"]))
 
+    def hand_over_pipes(self) -> dict[int, tuple[int | None, int | None]]:
+        """Before a re-exec: pid -> (stdout, stderr) of every child job's pipes, for the next
+        image of this process to read (adopt_previous_jobs)."""
+        return {job.pid: job.pipes.hand_over() for job in self.registry.jobs.values()
+                if job.pid and job.pipes is not None and job.child is not None and job.child.is_child}
+
     def _jobs_from_rows(self, rows: Iterable[Any]) -> list[Job]:
         return [Job(name=row["job_name"], job_id=row["job_id"], experiment=row["experiment"],
                     source=row["job_source"], token=None, pid=row["pid"],
@@ -364,6 +370,27 @@ def boot_id() -> str:
         return ""
 
 
+def _own_child(pid: int, pipes: tuple[int | None, int | None]) -> Child | None:
+    """After a re-exec the jobs are still this process's children: their exit status can be
+    collected and their output pipes read again. None for any other job (pipes closed)."""
+    pidfd = None
+    if is_our_child(pid):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass
+    if pidfd is None:
+        _close_fds(*pipes)
+        return None
+    return Child(pid, pidfd, pipes[0], pipes[1], True, via="re-exec")
+
+
+def _close_fds(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
 def refusal(exc: AlreadyRunning) -> dict[str, Any]:
     return {"ok": False, "error": str(exc), "code": "already_running", "holder_pid": exc.pid}
 
@@ -372,7 +399,7 @@ def _process_start(pid: int, started_at: str) -> float | None:
     """When process `pid` started (epoch seconds) if it can still be the job a previous daemon
     recorded at `started_at`: alive, and not younger than its row (else its pid was reused, e.g.
     after a reboot). None otherwise."""
-    import psutil  # only here, at start: keeps it out of the idle daemon's imports
+    import psutil  # ~1 MiB: loaded only when a previous daemon's jobs are checked
 
     try:
         process = psutil.Process(pid)

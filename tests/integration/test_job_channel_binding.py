@@ -12,6 +12,7 @@ import sys
 import pytest
 import zmq
 
+from pioreactord.limits import MAX_LOG_LINE
 from pioreactord.protocol import decode, encode
 from tests.support.plugins import SETTINGS_JOB
 from tests.support.waiting import wait_for
@@ -82,6 +83,7 @@ def test_an_unregistered_client_cannot_speak_for_a_running_job(daemon, watcher):
 
 BY_HAND = """
 import os, sys, zmq
+from pioreactord.limits import MAX_LOG_LINE
 from pioreactord.protocol import decode, encode
 s = zmq.Context.instance().socket(zmq.DEALER)
 s.connect("ipc://" + sys.argv[1])
@@ -109,5 +111,5 @@ def test_a_registered_job_logs_under_its_own_name_and_long_lines_are_cut(daemon)
         [("exp1", "app")]
     long = wait_for(lambda: logged(daemon, "task = 'byhand' AND message LIKE 'xxx%'", ()), 5,
                     "the long line")
-    assert long[0][2].endswith("... (1000000 characters, truncated)")
-    assert len(long[0][2]) < 70_000
+    assert long[0][2].endswith("[... cut: the line was 976.6 KiB]")
+    assert len(long[0][2]) <= MAX_LOG_LINE
