@@ -173,14 +173,16 @@ class Supervisor(Ending):
         self.registry.attach(job, identity)
         job.source = str(msg.get("source") or job.source)
         job.settings = {k: dict(v) for k, v in (msg.get("settings") or {}).items()}
-        job.is_long_running = bool(msg.get("long_running", True))
+        job.is_long_running = bool(msg.get("long_running", False))
+        job.experiment = str(msg.get("experiment") or job.experiment)  # `$experiment`, say
+        job.version = str(msg["version"]) if msg.get("version") else None
         job.uid, job.stack_dump = peer.uid, bool(msg.get("stack_dump"))
         if job.row_written:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:
             self._write_row(job)
         self.sink.write(SAVE_SETTINGS_META, (job.job_id, json.dumps(job.settings)))
-        if job.command is not None and job.unique and job.is_long_running:
+        if job.command is not None and job.unique:  # spawned here, not a short action
             self.sink.write(SAVE_RESUME, (job.job_id, job.name, job.experiment,
                                           json.dumps(list(job.command)), boot_id()))
         if msg.get("adopt"):
