@@ -68,7 +68,8 @@ def test_an_unregistered_client_cannot_speak_for_a_running_job(daemon, watcher):
         leds = f"pioreactor/{daemon.unit}/exp1/leds/intensity"
         watcher.wait(leds, predicate=lambda m: json.loads(m.payload)["C"] == 7.0)
         assert [m.text for m in watcher.find(state)] == ["init", "ready"]  # published before the LEDs
-        client.send({"t": "register", "job_name": "tester", "pid": 1, "id": "reg1"})
+        client.send({"t": "register", "job_name": "tester", "pid": 1, "id": "reg1",
+                     "experiment": "exp1", "source": "app", "settings": {}})
         assert client.reply_to("reg1")["code"] == "refused"
         dropped = "dropped 2 message(s) from a client of the job socket that is not a registered job"
         wait_for(lambda: logged(daemon, "message LIKE ?", (f"{dropped} (uid {os.getuid()}, "
@@ -93,7 +94,8 @@ def ask(header):
         reply, _ = decode(s.recv_multipart())
         if reply.get("id") == header["id"]:
             return reply
-assert ask({"t": "register", "job_name": "byhand", "pid": os.getpid(), "id": "r"})["ok"]
+assert ask({"t": "register", "job_name": "byhand", "pid": os.getpid(), "id": "r",
+            "experiment": "exp1", "source": "app", "settings": {}})["ok"]
 s.send_multipart(encode({"t": "log", "level": "INFO", "message": "from byhand", "task": "tester",
                          "experiment": "elsewhere", "source": "forged"}))
 s.send_multipart(encode({"t": "log", "level": "INFO", "message": "x" * 1_000_000}))

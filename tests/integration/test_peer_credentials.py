@@ -22,7 +22,8 @@ def daemon(make_daemon):
 
 def register(d, name: str, pid: int) -> dict:
     return call(str(d.root / "run" / "jobs.sock"),
-                {"t": "register", "job_name": name, "pid": pid, "token": None}, timeout=5)
+                {"t": "register", "job_name": name, "pid": pid, "token": None,
+                 "experiment": "exp1", "source": "app", "settings": {}}, timeout=5)
 
 
 def warned(d, text: str) -> bool:
