@@ -38,6 +38,12 @@ CREATE TABLE IF NOT EXISTS pioreactord_job_settings (job_id INTEGER PRIMARY KEY,
 -- Ours: per job instance, the highest numbered log line committed (daemon/confirm.py).
 CREATE TABLE IF NOT EXISTS pioreactord_job_seq (instance TEXT PRIMARY KEY, seq INTEGER NOT NULL,
   updated_at TEXT NOT NULL);
+-- Ours: jobs to start again at the next daemon start if the unit goes down under them
+-- (resume_jobs): written when a job spawned by the daemon registers, removed when it ends for
+-- any reason but the daemon's own shutdown (which sets `shutdown`).
+CREATE TABLE IF NOT EXISTS pioreactord_resume (job_id INTEGER PRIMARY KEY, job_name TEXT NOT NULL,
+  experiment TEXT NOT NULL, command TEXT NOT NULL, boot_id TEXT NOT NULL,
+  shutdown INTEGER NOT NULL DEFAULT 0);
 """
 
 # SQLite's names for "the file is damaged" (everything else is the disk or the permissions).

@@ -103,6 +103,7 @@ class Channel:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_pending = False  # a wake byte is on its way: a burst of sends writes one
         self._closing = threading.Event()
+        self._busy_since: float | None = None  # a callback has been running since (monotonic)
         # No heartbeat until the job has registered: a ping from an identity the daemon does not
         # know yet is answered with `who`, which would make the job register a second time.
         self._heartbeat = threading.Event()
@@ -223,8 +224,8 @@ class Channel:
             self.pings_skipped += 1  # the daemon is not reading: a ping would only queue
         else:
             try:
-                self._socket.send_multipart(encode({"t": "ping", "sent": self._held.sent_upto}),
-                                            zmq.NOBLOCK)
+                self._socket.send_multipart(
+                    encode({"t": "ping", "sent": self._held.sent_upto, **self._busy()}), zmq.NOBLOCK)
             except zmq.Again:
                 self._blocked = True  # the daemon is not reading: no ping until it does
         dropped = self._held.drop_report()
@@ -306,7 +307,16 @@ class Channel:
             if item is None:
                 return
             header, payload = item
+            self._busy_since = time.monotonic()
             try:
                 self._on_event(header, payload)
             except Exception as exc:  # noqa: BLE001 - reported by the job's own handler
                 print(f"pioreactor: callback failed: {exc!r}", flush=True)
+            finally:
+                self._busy_since = None
+
+    def _busy(self) -> dict[str, float]:
+        """For the heartbeat: how long the running callback (set_*, a state change, a message
+        callback) has not returned; the daemon warns past hung_job_warning s."""
+        since = self._busy_since
+        return {"busy": round(time.monotonic() - since, 1)} if since is not None else {}
