@@ -3,9 +3,10 @@
     bash bench/run.sh [-n 10] [--lines 5000]      (builds .venv-bench with `pip install .`, runs this)
 
 Prints a Markdown table (median, min–max, n; the ratio to the yardstick; the goal) and the machine
-it ran on. Medians of n rounds; the interpreter yardstick is measured at the start and at the end
-and both halves count. Starts its own mosquitto twice, a stock one and one with
+it ran on. Medians of n rounds. The interpreter yardstick runs in a thread all along (every
+0.2 s; a few % of one core) and each figure is set beside the samples of its own minutes. Starts its own mosquitto twice, a stock one and one with
 `set_tcp_nodelay true`, and its own daemons (tests/support), and kills all of them at the end.
+Then runs the other benches that exist (bench/pioctl.py, bench/log_throughput.py) as they are.
 Run it with the interpreter of a regular install (bench/run.sh does): an editable install slows
 every interpreter start and so every figure that includes one.
 """
@@ -18,19 +19,22 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil  # noqa: E402
 
 from bench import logflood, remote_start, spawn  # noqa: E402
-from bench.yardsticks import Figure, bare_interpreter_memory, interpreter_start  # noqa: E402
+from bench.yardsticks import Figure, StartSampler, bare_interpreter_memory  # noqa: E402
 from tests.support.broker import Broker, Watcher  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
 from tests.support.plugins import SETTINGS_JOB  # noqa: E402
 
 NODELAY = "set_tcp_nodelay true\n"
+T = TypeVar("T")
 # Pioreactor's own figures on this machine (/work/shared/notes/machine-facts.md), not re-measured:
 # (what, figure, the yardstick of that day: `python -c pass` from a venv, 22 ms).
 PIOREACTOR = (
@@ -94,6 +98,22 @@ def spawn_figures(broker: Broker, rounds: int) -> dict[str, Figure]:
         daemon.cleanup()
 
 
+# The other engineers' benches, run as they are and printed after the table (script, arguments).
+EXTRA = (("pioctl.py", ["--venv", sys.prefix]), ("log_throughput.py", []))
+
+
+def run_extra(rounds: int) -> None:
+    here = Path(__file__).resolve().parent
+    for script, arguments in EXTRA:
+        if not (here / script).exists():
+            continue
+        print(f"\n$ bench/{script} -n {rounds} {' '.join(arguments)}", flush=True)
+        done = subprocess.run([sys.executable, str(here / script), "-n", str(rounds), *arguments],
+                              capture_output=True, text=True)
+        failed = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        print(done.stdout.rstrip() if done.returncode == 0 else f"failed: {failed}", flush=True)
+
+
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), platform.machine())
@@ -110,43 +130,52 @@ def row(figure: Figure, yardstick: Figure, goal: str) -> str:
            f"{ratio:.2f}× | {goal} |"
 
 
+def timed(measure: Callable[[], T]) -> tuple[T, float, float]:
+    began = time.monotonic()
+    return measure(), began, time.monotonic()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=10, help="rounds per figure (>= 10 for the table)")
     parser.add_argument("--lines", type=int, default=5000, help="log lines per burst")
+    parser.add_argument("--no-extra", action="store_true", help="skip the other benches")
     options = parser.parse_args()
     n = options.n
     print(f"machine: {machine()}", flush=True)
-    python = interpreter_start(n)
     bare_rss, bare_uss = bare_interpreter_memory(n)
+    sampler = StartSampler()
     stock, tuned = Broker(), Broker(NODELAY)
     try:
-        mqtt_stock = ms(remote_start.measure(n, stock),
-                        "job start over MQTT, `$state/set ready` -> `$state ready`, stock mosquitto")
-        mqtt_tuned = ms(remote_start.measure(n, tuned),
-                        "job start over MQTT, the same, mosquitto `set_tcp_nodelay true`")
-        figures = spawn_figures(tuned, n)
+        mqtt_stock = timed(lambda: ms(remote_start.measure(n, stock), "job start over MQTT, "
+                                      "`$state/set ready` -> `$state ready`, stock mosquitto"))
+        mqtt_tuned = timed(lambda: ms(remote_start.measure(n, tuned), "job start over MQTT, "
+                                      "the same, mosquitto `set_tcp_nodelay true`"))
+        spawned = timed(lambda: spawn_figures(tuned, n))
         rss = daemon_idle_rss(tuned, n)
         logs, ceiling = logflood.measure(tuned, n, options.lines)
     finally:
+        sampler.stop()
         stock.stop()
         tuned.stop()
-    python.samples += interpreter_start(n).samples
-    print("\n| figure | median (min–max, n) | yardstick, same run | ratio | goal |")
+    figures, *window = spawned
+    print("\n| figure | median (min–max, n) | yardstick, same minutes | ratio | goal |")
     print("|---|---|---|---|---|")
-    print(row(mqtt_tuned, python, "< 1.0×"))
-    print(row(mqtt_stock, python, "< 3×"))
-    print(row(figures["control"], python, "≤ 8 ms"))
-    print(row(figures["pioctl start"], python, ""))
+    print(row(mqtt_tuned[0], sampler.during(*mqtt_tuned[1:]), "< 1.0×"))
+    print(row(mqtt_stock[0], sampler.during(*mqtt_stock[1:]), "< 3×"))
+    print(row(figures["control"], sampler.during(*window), "≤ 8 ms"))
+    print(row(figures["pioctl start"], sampler.during(*window), ""))
+    print(row(figures["status"], sampler.during(*window), "≤ 4×"))
     print(row(figures["uss"], bare_uss, "≤ 4 MB (0.3×)"))
     print(row(figures["rss"], bare_rss, ""))
     print(row(logs, ceiling, "≥ 40,000 lines/s"))
-    print(row(figures["status"], python, "≤ 4×"))
     print(row(rss, bare_rss, "≤ 30 MB"))
     print("\nPioreactor, for comparison (notes/machine-facts.md, not re-measured)")
     print("\n| Pioreactor | figure | ratio to that day's `python -c pass` (22 ms) |\n|---|---|---|")
     for what, figure, ratio in PIOREACTOR:
         print(f"| {what} | {figure} | {'' if ratio is None else f'{ratio:.2f}×'} |")
+    if not options.no_extra:
+        run_extra(n)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,37 @@ class Figure:
                 f"n={len(self.samples)})")
 
 
+class StartSampler:
+    """`python -c pass`, timed over and over in a thread while the figures are measured, so that
+    each figure gets the yardstick of its own minutes (`during`): on a machine whose load changes
+    within minutes, a yardstick from the start of the run says little about its end."""
+
+    def __init__(self, pause: float = 0.2, python: str = sys.executable) -> None:
+        self._samples: list[tuple[float, float]] = []  # (monotonic time, ms)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(pause, python), daemon=True)
+        self._thread.start()
+
+    def _run(self, pause: float, python: str) -> None:
+        while not self._stop.wait(pause):
+            began = time.perf_counter()
+            subprocess.run([python, "-c", "pass"], check=True)
+            self._samples.append((time.monotonic(), (time.perf_counter() - began) * 1000))
+
+    def during(self, began: float, ended: float, at_least: int = 10) -> Figure:
+        """The samples taken between `began` and `ended`, or the `at_least` nearest its middle."""
+        inside = [ms for at, ms in list(self._samples) if began <= at <= ended]
+        if len(inside) < at_least:
+            middle = (began + ended) / 2
+            nearest = sorted(list(self._samples), key=lambda sample: abs(sample[0] - middle))
+            inside = [ms for _, ms in nearest[:at_least]]
+        return Figure("python -c pass", "ms", inside)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
 def interpreter_start(rounds: int, python: str = sys.executable) -> Figure:
     figure = Figure("python -c pass", "ms")
     for _ in range(rounds):

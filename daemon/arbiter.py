@@ -5,7 +5,8 @@ Signals (handlers only enqueue; the loop acts):
     signal           the daemon                                         its jobs
     SIGTERM, SIGINT  stops every job (ask, SIGTERM, SIGKILL), publishes  each ends `disconnected`
                      `disconnected` on its own $state, exits 0           (or `lost` if killed)
-    SIGHUP           re-reads the config file and logs what changed     untouched
+    SIGHUP           re-executes itself in place (reexec.py): same pid,  untouched, still its
+                     new code and config; refused if the config is bad   children
     SIGCHLD          not used: a pidfd per job says when it ends        -
                      (orphans adopted as a subreaper: reaped each tick)
 
@@ -18,15 +19,16 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
+import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import replace
 from typing import Any
 
 import structlog
 import zmq
 
-from . import remote
+from . import reexec, remote
 from .bridge import Bridge, ConnectionChange, Incoming, Will
 from .children import Spawner, SubprocessSpawner
 from .commands import Control
@@ -58,6 +60,8 @@ class Daemon:
     def __init__(self, config: Config, *, backend: HardwareBackend, startup_warnings: Sequence[str] = (),
                  startup_notes: Sequence[str] = ()) -> None:
         self.config = config
+        self.clock = reexec.process_clock()  # first start and this exec (pioctl version)
+        self._inherited_pipes = reexec.job_pipes_from_env()  # a re-exec's jobs' output
         self.pid = os.getpid()
         self.daemon_id = new_id()
         self.loop = Loop()
@@ -157,7 +161,7 @@ class Daemon:
             self.bridge.subscribe(pattern)
         self.bridge.start()
         self.spawner.start(self.supervisor.job_env_base())
-        self.supervisor.adopt_previous_jobs()
+        self.supervisor.adopt_previous_jobs(self._inherited_pipes)
         self.supervisor.check_liveness()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")
@@ -166,6 +170,8 @@ class Daemon:
         for warning in self._startup_warnings:
             log.warning(warning)
         self.notifier.ready(self._status_text())
+        self._answer_reload(True, f"pioreactord {reexec.daemon_version()} serving, pid {self.pid}, "
+                                  f"exec'd at {self.clock.exec_at}")
         self._schedule_watchdog()
         while not self.supervisor.may_exit():
             self.loop.run_once(max_wait=1.0)
@@ -217,14 +223,42 @@ class Daemon:
         return f"{len(names)} job{'s' if len(names) != 1 else ''}" + (f": {', '.join(names)}" if names else "")
 
     def _reload(self) -> None:
-        try:
-            fresh = Config.load(self.config.path)
-        except Exception as exc:  # noqa: BLE001 - a bad edit must not take the daemon down
-            log.error("reload: config file rejected; keeping the running configuration", error=str(exc))
+        """SIGHUP: re-execute in place (reexec.py), or refuse and change nothing. The answer
+        goes to runtime_dir/exec.state (the new image writes it once serving)."""
+        seq = self.clock.reloads + 1
+        self.clock = replace(self.clock, reloads=seq)
+        os.environ[reexec.RELOADS_ENV] = str(seq)
+        problem = self._reload_problem()
+        if problem:
+            log.error(f"reload refused: {problem}; nothing changed")
+            self._answer_reload(False, problem)
             return
-        changed = [k for k, v in asdict(fresh).items() if asdict(self.config).get(k) != v]
-        log.info("reload: config re-read" + (f"; {', '.join(changed)} take effect at the next "
-                                             "restart" if changed else "; nothing changed"))
+        log.info("reload: re-executing in place", jobs=len(self.registry.jobs))
+        self.notifier.reloading()
+        self.loop.run_once(max_wait=0)  # what jobs already sent is handled by this image
+        pipes = self.supervisor.hand_over_pipes()
+        self._close(for_exec=True)
+        try:
+            reexec.exec_self(seq, pipes)
+        except OSError as exc:  # nothing is left to serve with: systemd restarts us, jobs go on
+            print(f"pioreactord: re-exec failed ({exc}); exiting", file=sys.stderr, flush=True)
+            os._exit(1)
+
+    def _reload_problem(self) -> str | None:
+        if self.supervisor.stopping:
+            return "pioreactord is shutting down"
+        try:
+            Config.load(self.config.path)
+        except Exception as exc:  # noqa: BLE001 - a bad edit must not take the daemon down
+            return f"config file rejected: {exc}"
+        return None
+
+    def _answer_reload(self, ok: bool, text: str) -> None:
+        try:
+            reexec.write_exec_state(self.config.runtime_dir / reexec.STATE_FILE,
+                                    reexec.ExecState(self.pid, self.clock.reloads, ok, text))
+        except OSError as exc:
+            log.warning("cannot write the reload answer", error=str(exc))
 
     # --- jobs ----------------------------------------------------------------------------------
     def experiment(self) -> str:
@@ -246,19 +280,28 @@ class Daemon:
 
     def _shutdown(self) -> int:
         self.supervisor.end_survivors()
+        self._close(for_exec=False)
+        for path in (self.config.job_socket, self.config.control_socket):
+            path.unlink(missing_ok=True)
+        return 0
+
+    def _close(self, *, for_exec: bool) -> None:
+        """Everything but the jobs. For a re-exec the broker connection ends without our
+        `disconnected` (the next image says `ready`; waiting for this `ready` lets what was
+        queued before it go out) and the hardware is left as it is: the jobs' pins stay on."""
         self.spawner.stop()
-        log.info("pioreactord stopped")
-        info = self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
-        _wait_published(info, 3.0)
+        if for_exec:
+            _wait_published(self.publish(self.state_topic, b"ready", qos=2, retain=True), 2.0)
+        else:
+            log.info("pioreactord stopped")
+            _wait_published(self.publish(self.state_topic, b"disconnected", qos=2, retain=True), 3.0)
         self.bridge.stop()
-        self.gpio.close()
+        if not for_exec:
+            self.gpio.close()
         self.sink.close()
         for socket in (self.jobs_socket, self.control_socket):
             socket.close(0)
         self.zmq.term()
-        for path in (self.config.job_socket, self.config.control_socket):
-            path.unlink(missing_ok=True)
-        return 0
 
 
 def _wait_published(info: Any, timeout: float) -> None:

@@ -282,6 +282,16 @@ class OutputPipes:
         if texts:
             self._emit(is_stderr, "\n".join(texts))
 
+    def hand_over(self) -> tuple[int | None, int | None]:
+        """Before a re-exec: log what is held, stop watching, and give up the (still open)
+        stdout and stderr fds to the next image of this process."""
+        for fd, is_stderr in self._open():
+            self._flush(is_stderr)
+            self._loop.unwatch(fd)
+        fds = (self._child.stdout_fd, self._child.stderr_fd)
+        self._child.stdout_fd = self._child.stderr_fd = None
+        return fds
+
     def close(self) -> None:
         """The process is gone: log what is left in its pipes, then close them."""
         for fd, is_stderr in self._open():

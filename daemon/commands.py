@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import psutil
 import structlog
 import zmq
 
@@ -162,6 +161,8 @@ class Control:
         reply({"ok": True, "result": [self._status_row(job) for job in selected]})
 
     def _status_row(self, job) -> dict[str, Any]:
+        import psutil  # ~1 MiB: loaded once a job is shown, not in an idle daemon
+
         row = self.ops.describe(job)
         try:
             process = psutil.Process(job.pid)

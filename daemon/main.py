@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from . import console
+from . import console, deferred
 from .config import Config, ConfigError
 from .protocol import EXIT_UNKNOWN_JOB as EXIT_CONFIG  # 78, EX_CONFIG: systemd must not retry
 
@@ -26,6 +26,7 @@ def main(config_path: str | None) -> None:
     except ConfigError as exc:
         print(f"pioreactord: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    deferred.defer("asyncio", "urllib.request")  # imported by structlog and paho, never used
     from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
     from .hardware import (
         HardwareError,

@@ -44,6 +44,7 @@ socketpair, one datagram per message, each a header as above (`encode(...)[0]`).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -112,9 +113,20 @@ def new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+_second_stamp: tuple[int, str] = (-1, "")  # the last whole second formatted (a log burst's)
+
+
 def utc_timestamp(when: datetime | None = None) -> str:
-    """UTC ISO-8601 with milliseconds and `Z`, the format of every stored timestamp."""
-    when = when or datetime.now(UTC)
+    """UTC ISO-8601 with milliseconds and `Z`, the format of every stored timestamp. Now's is
+    made from the clock and the formatted second, kept: a burst of log lines formats it once."""
+    global _second_stamp
+    if when is None:
+        seconds, millis = divmod(time.time_ns() // 1_000_000, 1000)
+        second, text = _second_stamp
+        if second != seconds:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(seconds))
+            _second_stamp = (seconds, text)
+        return f"{text}{millis:03d}Z"
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 

@@ -18,10 +18,9 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-import psutil
 import structlog
 
-from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch_pid
+from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, is_our_child, watch_pid
 from .config import Config
 from .ending import Ending, Reply
 from .gpio import GpioService
@@ -39,6 +38,7 @@ from .protocol import (
     to_wire,
     utc_timestamp,
 )
+from .reexec import DAEMON_ONLY_ENV
 from .registry import AlreadyRunning, Job, Registry
 from .sink import INSERT_JOB, SAVE_SETTINGS_META, UPDATE_JOB_PID, UPSERT_SETTING, Sink
 
@@ -106,6 +106,8 @@ class Supervisor(Ending):
                     JOB_SOCKET_ENV: str(self.config.job_socket), "PYTHONUNBUFFERED": "1"})
         env.pop("NOTIFY_SOCKET", None)  # only the daemon talks to systemd
         env.pop("WATCHDOG_USEC", None)
+        for key in DAEMON_ONLY_ENV:  # what the daemon hands its own re-exec'd image
+            env.pop(key, None)
         return env
 
     def _job_env(self, job: Job) -> dict[str, str]:
@@ -236,29 +238,60 @@ class Supervisor(Ending):
         self.hub.emit(record)
 
     # --- adoption after a daemon restart ------------------------------------------------------
-    def adopt_previous_jobs(self) -> None:
+    def adopt_previous_jobs(self, pipes: dict[int, tuple[int | None, int | None]] | None = None) -> None:
         """Rows a previous daemon left running: watch the live ones until they re-register
         (their pidfd says if they end first), and end the others as lost, like any job that
         ends: $state, non-persist settings cleared, row closed (is_running is never left at 1
-        for a process that is gone)."""
+        for a process that is gone). `pipes`: the output pipes a re-exec handed over."""
+        pipes = dict(pipes or {})
         for job in self._jobs_from_rows(self.sink.running_rows()):
             created = _process_start(job.pid or 0, job.started_at)
             if created is not None and job.name not in self.registry.jobs:
                 job.started_mono = time.monotonic() - max(0.0, time.time() - created)
                 self.registry.reserve(job)
-                if self.watch_process(job, job.pid or 0, None):
+                own = _own_child(job.pid or 0, pipes.pop(job.pid or 0, (None, None)))
+                if self.watch_process(job, job.pid or 0, own):
                     log.info("waiting for a job from before the restart", job=job.name, pid=job.pid)
                     continue
                 self.registry.forget(job)
             log.warning("a job from before the restart ended while pioreactord was away",
                         job=job.name, pid=job.pid)
             self.finish(job, ExitInfo(None), clean=False)
+        for out, err in pipes.values():  # a job whose row is gone: its pipes are of no use
+            _close_fds(out, err)
+
+    def hand_over_pipes(self) -> dict[int, tuple[int | None, int | None]]:
+        """Before a re-exec: pid -> (stdout, stderr) of every child job's pipes, for the next
+        image of this process to read (adopt_previous_jobs)."""
+        return {job.pid: job.pipes.hand_over() for job in self.registry.jobs.values()
+                if job.pid and job.pipes is not None and job.child is not None and job.child.is_child}
 
     def _jobs_from_rows(self, rows: Iterable[Any]) -> list[Job]:
         return [Job(name=row["job_name"], job_id=row["job_id"], experiment=row["experiment"],
                     source=row["job_source"], token=None, pid=row["pid"],
                     started_at=row["started_at"], row_written=True,
                     settings=self.sink.settings_meta_of(row["job_id"])) for row in rows]
+
+
+def _own_child(pid: int, pipes: tuple[int | None, int | None]) -> Child | None:
+    """After a re-exec the jobs are still this process's children: their exit status can be
+    collected and their output pipes read again. None for any other job (pipes closed)."""
+    pidfd = None
+    if is_our_child(pid):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass
+    if pidfd is None:
+        _close_fds(*pipes)
+        return None
+    return Child(pid, pidfd, pipes[0], pipes[1], True, via="re-exec")
+
+
+def _close_fds(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
 
 
 def refusal(exc: AlreadyRunning) -> dict[str, Any]:
@@ -269,6 +302,8 @@ def _process_start(pid: int, started_at: str) -> float | None:
     """When process `pid` started (epoch seconds) if it can still be the job a previous daemon
     recorded at `started_at`: alive, and not younger than its row (else its pid was reused, e.g.
     after a reboot). None otherwise."""
+    import psutil  # ~1 MiB: loaded only when a previous daemon's jobs are checked
+
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:

@@ -1,8 +1,9 @@
-"""sd_notify for Type=notify: READY, STATUS, WATCHDOG, STOPPING. A no-op without NOTIFY_SOCKET."""
+"""sd_notify for Type=notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING. A no-op without NOTIFY_SOCKET."""
 
 from __future__ import annotations
 
 import os
+import time
 
 
 class Notifier:
@@ -28,6 +29,12 @@ class Notifier:
 
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
+
+    def reloading(self) -> None:
+        """Before a re-exec; READY=1 from the new image ends it. MONOTONIC_USEC: systemd 253+
+        matches it against its own reload request (Type=notify-reload); older ones ignore it."""
+        self.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}",
+                  "STATUS=re-executing in place")
 
     def stopping(self, extend_seconds: float) -> None:
         self.send("STOPPING=1", f"EXTEND_TIMEOUT_USEC={int(extend_seconds * 1e6)}",

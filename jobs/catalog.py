@@ -8,6 +8,7 @@ plugin that fails to import is listed with its error and never stops the others.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import json
@@ -77,16 +78,26 @@ def _load_file(path: Path) -> ModuleType:
     return module
 
 
+@functools.cache
+def builtin_commands(module_name: str) -> list[click.Command]:
+    """A built-in module's commands, found once (the fork server does it before forking: a job
+    that looked through the module again would copy the pages of every object it touched)."""
+    return list(commands_of(importlib.import_module(module_name)))
+
+
 def _sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
-    """(source, origin, loader) for every place jobs come from; `prefer`'s file first."""
+    """(source, origin, loader) for every place jobs come from; `prefer`'s file first, before
+    the folder is even listed (a start that finds its job there lists nothing)."""
     for module_name in BUILTIN_MODULES:
-        yield "app", module_name, lambda m=module_name: importlib.import_module(m)
+        yield "app", module_name, lambda m=module_name: builtin_commands(m)
     directory = plugins_dir()
+    preferred = directory / f"{prefer}.py" if prefer else None
+    if preferred is not None and preferred.is_file():
+        yield preferred.stem, str(preferred), lambda: _load_file(preferred)
     files = sorted(directory.glob("*.py")) if directory.is_dir() else []
-    if prefer:
-        files.sort(key=lambda p: p.stem != prefer)
     for path in files:
-        yield path.stem, str(path), lambda p=path: _load_file(p)
+        if path != preferred:
+            yield path.stem, str(path), lambda p=path: _load_file(p)
     _activate_installed_plugins()
     for point in entry_points(group=ENTRY_POINT_GROUP):
         yield point.name, f"entry point {point.value}", point.load
@@ -102,7 +113,8 @@ def discover(stop_at: str | None = None) -> list[Entry]:
             line = traceback.format_exception_only(type(exc), exc)[-1].strip()
             entries.append(Entry(name=source, source=source, origin=origin, error=line))
             continue
-        commands = [loaded] if isinstance(loaded, click.Command) else list(commands_of(loaded))
+        commands = [loaded] if isinstance(loaded, click.Command) else \
+            loaded if isinstance(loaded, list) else list(commands_of(loaded))
         for command in commands:
             entries.append(Entry(command.name or source, source, origin, command))
             if command.name == stop_at:

@@ -30,6 +30,17 @@ HEARTBEAT_SECONDS = 2.0
 SEND_HWM = 100_000  # messages buffered while the daemon restarts
 
 
+_prepared_contexts: list[zmq.Context] = []  # see prepare_context
+
+
+def prepare_context() -> None:
+    """Make the ZeroMQ context of this process's next Channel now (its I/O thread starts here).
+    The fork server's spare does it while it waits to become a job, off the start's path. Never
+    in a process that forks afterwards: a forked child must not inherit a context."""
+    if not _prepared_contexts:
+        _prepared_contexts.append(zmq.Context())
+
+
 class DaemonUnavailable(ConnectionError):
     pass
 
@@ -78,11 +89,12 @@ class Channel:
         self._pending: dict[str, tuple[threading.Event, list[dict]]] = {}
         self._events: queue.SimpleQueue[tuple[dict, bytes | None] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._wake_pending = False  # a wake byte is on its way: a burst of sends writes one
         self._closing = threading.Event()
         # No heartbeat until the job has registered: a ping from an identity the daemon does not
         # know yet is answered with `who`, which would make the job register a second time.
         self._heartbeat = threading.Event()
-        self._context = zmq.Context()
+        self._context = _prepared_contexts.pop() if _prepared_contexts else zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.ROUTING_ID, identity.encode())
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -97,7 +109,9 @@ class Channel:
     # --- any thread ----------------------------------------------------------------------------
     def send(self, header: dict[str, Any], payload: bytes | None = None) -> None:
         self._outbox.put(encode(header, payload))
-        self._wake()
+        if not self._wake_pending:  # else the I/O thread has yet to drain, and flushes this too
+            self._wake_pending = True
+            self._wake()
 
     def request(self, header: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
         """Send and wait for the reply's result; RequestFailed on a refusal or a timeout."""
@@ -191,11 +205,13 @@ class Channel:
                 connected = True
 
     def _drain_wake(self) -> None:
+        """Before the outbox is flushed: a send after this point writes a new wake byte."""
         try:
             while os.read(self._wake_r, 4096):
                 pass
         except BlockingIOError:
             pass
+        self._wake_pending = False
 
     def _flush_outbox(self) -> bool:
         """Send everything queued; True once close() asked us to stop."""

@@ -14,7 +14,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from pioreactord.plugins_site import read_with_plugin_defaults
+from pioreactord.plugins_site import DEFAULT_STATE_DIR, default_files, read_with_plugin_defaults
 
 CONFIG_ENV = "PIOREACTORD_CONFIG"
 DEFAULT_PATH = "/etc/pioreactord.ini"
@@ -54,18 +54,46 @@ def config_path() -> str:
     return os.environ.get(CONFIG_ENV) or DEFAULT_PATH
 
 
+def _file_identity(path: str) -> tuple[int, ...] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
+def _defaults_identity(loaded: JobConfig) -> tuple[tuple[str, tuple[int, ...] | None], ...]:
+    """The installed plugins' defaults files a config was built from (an install adds one)."""
+    state_dir = loaded.get("pioreactord", "state_dir", fallback=DEFAULT_STATE_DIR).strip()
+    return tuple((str(f), _file_identity(str(f))) for f in default_files(state_dir))
+
+
 class _LazyConfig:
     """Reads the file on first use; `reload()` forgets it (tests, long-lived scripts)."""
 
     def __init__(self) -> None:
         self._loaded: JobConfig | None = None
+        self._read: tuple[Any, ...] | None = None  # path, its identity, the defaults' identities
 
     def reload(self) -> None:
         self._loaded = None
 
+    def refresh(self) -> None:
+        """Forget the file unless the same path names the same file, unchanged since it was read.
+        A job forked from the fork server keeps the config the server parsed: a parse costs
+        about a millisecond and writes pages every job would otherwise copy."""
+        path = config_path()
+        loaded, read = self._loaded, self._read
+        if loaded is None or read is None or read[:2] != (path, _file_identity(path)) \
+                or read[1] is None or read[2] != _defaults_identity(loaded):
+            self._loaded = None
+
     def __getattr__(self, name: str) -> Any:
         if self._loaded is None:
-            self._loaded = JobConfig(config_path())
+            path = config_path()
+            identity = _file_identity(path)  # before reading: a change while reading shows later
+            loaded = JobConfig(path)
+            self._loaded, self._read = loaded, (path, identity, _defaults_identity(loaded))
         return getattr(self._loaded, name)
 
     def __getitem__(self, key: str) -> Any:

@@ -5,12 +5,20 @@ SOCK_SEQPACKET socketpair (messages: `pioreactord.protocol`, fork server section
 job runtime (click, zmq, BackgroundJob, the config, the built-in jobs) and then only waits on FD:
 no threads, no ZeroMQ context, so forking is safe.
 
-For each `fork` request it double-forks. The intermediate process exits at once, so the job is
-re-parented to the daemon (a child subreaper), which waits for it like any child; the reply is
-the job's pid. The job process sheds what it inherited (session, stdio, signal handlers and mask,
-environment, cwd, random state, cached config) and then runs what `python -m pioreactor.runner`
-runs. Plugins are imported there, after the fork, so an edited plugin takes effect at its next
-start. The server exits when the daemon closes its end.
+A job must be the daemon's child (the daemon is a child subreaper), so the server double-forks:
+the intermediate process exits at once and its child is re-parented to the daemon. It does so
+*ahead* of the next request: that child, the *spare*, waits for a request already as the daemon's
+child, with its own session, Python's signal dispositions and the ZeroMQ context its channel
+will use. A start forks nothing: the server
+checks the request and hands it (and its descriptors) to the spare, which acknowledges it and
+becomes the job; the reply is the spare's pid; then the server makes the next spare. A server
+that is stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare
+whose server is gone exits.
+
+The job process then sheds what it inherited (stdio, environment, cwd, random state; the cached
+config if the file changed) and runs what `python -m pioreactor.runner` runs. Plugins are imported
+there, after the fork, so an edited plugin takes effect at its next start. The server exits when
+the daemon closes its end.
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ STDIO = 3  # stdin, stdout, stderr arrive with each request
 # What a fresh interpreter sets up; every other signal starts at SIG_DFL.
 PYTHON_SIGNALS: dict[int, Any] = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: signal.SIG_IGN,
                   signal.SIGXFSZ: signal.SIG_IGN}
+ACCEPTED = b"taken"  # the spare's answer once it holds a request
+BASE_ENVIRONMENT: dict[str, str] = {}  # the server's os.environ, which every job starts with
 
 
 @dataclass
@@ -51,10 +61,12 @@ def main(argv: list[str]) -> int:
     server = socket.socket(fileno=int(argv[0]))
     set_process_name("pio-forkserver")
     gc.disable()  # no collection may dirty the pages every job shares; jobs enable it again
+    reset_signals()  # once here: spares and jobs inherit Python's own dispositions and mask
     preload()
+    BASE_ENVIRONMENT.update(os.environ)
     gc.freeze()
     server.send(encode({"t": "ready", "pid": os.getpid()})[0])
-    request = serve(server)  # returns only in a forked job process
+    request = serve(server)  # returns only in a job process
     if request is None:
         return 0
     become_job(request)
@@ -65,35 +77,52 @@ def main(argv: list[str]) -> int:
 
 
 def preload() -> None:
-    from pioreactor.catalog import BUILTIN_MODULES
+    from pioreactor.catalog import BUILTIN_MODULES, builtin_commands
+    from pioreactor.config import config
 
-    for name in (*PRELOAD, *BUILTIN_MODULES):
+    steps = [*((name, importlib.import_module) for name in PRELOAD),
+             *((name, builtin_commands) for name in BUILTIN_MODULES)]
+    for name, step in steps:
         try:
-            importlib.import_module(name)
+            step(name)
         except Exception as exc:  # noqa: BLE001 - the job that needs it reports it at its start
             print(f"cannot preload {name}: {exc!r}", file=sys.stderr)
+    try:
+        config.sections()  # parsed once here; each job keeps it while the file is unchanged
+    except Exception:  # noqa: BLE001 - no or a bad config file: each job says so at its start
+        pass
 
 
 def serve(server: socket.socket) -> ForkRequest | None:
-    """Answer fork requests until the daemon goes; in a forked job, return its request."""
+    """Answer fork requests until the daemon goes; in a job process, return its request."""
+    spare: Spare | None = None
     while True:
+        if spare is None:
+            made = Spare.make(server)
+            if isinstance(made, ForkRequest):
+                return made
+            spare = made
         message, fds, flags, _ = socket.recv_fds(server, FORK_MESSAGE_MAX, STDIO,
                                                  socket.MSG_CMSG_CLOEXEC)
         if not message:
             close_all(fds)
+            spare.dismiss()
             return None
         try:
-            request = parse(message, fds, flags)
-            pid = fork_job(request)
-        except (ProtocolError, OSError) as exc:
+            parse(message, fds, flags)
+        except ProtocolError as exc:
             close_all(fds)
-            server.send(encode({"t": "forked", "error": f"{type(exc).__name__}: {exc}"})[0])
-            continue
-        if pid is None:
-            server.close()
-            return request
-        close_all(fds)
-        server.send(encode({"t": "forked", "pid": pid})[0])
+            server.send(encode({"t": "forked", "error": f"ProtocolError: {exc}"})[0])
+            continue  # the spare waits for the next request
+        try:
+            reply: dict[str, Any] = {"t": "forked", "pid": spare.hand_over(message, fds)}
+        except OSError as exc:
+            reply = {"t": "forked", "error": f"{type(exc).__name__}: {exc}"}
+            spare.dismiss()
+        finally:
+            close_all(fds)
+        spare = None
+        server.send(encode(reply)[0])
 
 
 def parse(message: bytes, fds: list[int], flags: int) -> ForkRequest:
@@ -111,45 +140,103 @@ def parse(message: bytes, fds: list[int], flags: int) -> ForkRequest:
         raise ProtocolError(f"bad fork request: {exc!r}") from None
 
 
-def fork_job(request: ForkRequest) -> int | None:
-    """Double fork. Returns the job's pid once its intermediate parent is gone (so the job is
-    already the daemon's child); returns None in the job process itself."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid_r, pid_w = os.pipe()
-    intermediate = os.fork()
-    if intermediate == 0:
-        job_pid = -1
-        try:
-            job_pid = os.fork()
-            if job_pid > 0:
-                os.write(pid_w, str(job_pid).encode())
-        finally:
-            if job_pid != 0:
-                os._exit(0)  # the intermediate's only work was that fork
-        os.close(pid_r)
+class Spare:
+    """A process forked ahead of a request, already the daemon's child, that becomes one job."""
+
+    def __init__(self, pid: int, channel: socket.socket) -> None:
+        self.pid, self.channel = pid, channel
+
+    @classmethod
+    def make(cls, server: socket.socket) -> Spare | ForkRequest:
+        """Double fork; the server gets the spare, and the spare, once it is a job, its request."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid_r, pid_w = os.pipe()
+        intermediate = os.fork()
+        if intermediate == 0:
+            spare = -1
+            try:
+                spare = os.fork()
+                if spare > 0:
+                    os.write(pid_w, str(spare).encode())
+            finally:
+                if spare != 0:
+                    os._exit(0)  # the intermediate's only work was that fork
+            for closing in (ours, server):
+                closing.close()
+            os.close(pid_r)
+            os.close(pid_w)
+            return _spare_main(theirs)
+        theirs.close()
         os.close(pid_w)
-        return None
-    os.close(pid_w)
+        try:
+            reported = os.read(pid_r, 32)
+        finally:
+            os.close(pid_r)
+            os.waitpid(intermediate, 0)
+        if not reported:
+            ours.close()
+            raise OSError("the intermediate process could not fork")
+        return cls(int(reported), ours)
+
+    def hand_over(self, message: bytes, fds: list[int]) -> int:
+        """The request to the spare; its pid once it holds it (OSError if it is gone)."""
+        socket.send_fds(self.channel, [message], fds)
+        if self.channel.recv(len(ACCEPTED)) != ACCEPTED:
+            raise OSError(f"the spare process {self.pid} is gone")
+        self.channel.close()
+        return self.pid
+
+    def dismiss(self) -> None:
+        """Close its channel: a spare still waiting exits (the daemon, its parent, reaps it)."""
+        self.channel.close()
+
+
+def _spare_main(channel: socket.socket) -> ForkRequest:
+    """In the spare: what every job needs first, done before any request; then wait for one."""
+    set_process_name("pio-forkspare")
+    os.setsid()
+    from pioreactor.channel import prepare_context
+
+    prepare_context()  # it never forks again: its ZeroMQ context can start its thread now
+    rehearse()
     try:
-        reported = os.read(pid_r, 32)
+        message, fds, flags, _ = socket.recv_fds(channel, FORK_MESSAGE_MAX, STDIO,
+                                                 socket.MSG_CMSG_CLOEXEC)
+        if not message:
+            os._exit(0)  # dismissed, or the server is gone
+        request = parse(message, fds, flags)
+        channel.send(ACCEPTED)
+    except BaseException:  # noqa: BLE001 - the server reports it; a spare never runs job code then
+        os._exit(1)
+    channel.close()
+    return request
+
+
+def rehearse() -> None:
+    """Load a typical plugin and run its command's option parsing, then forget it: the pages
+    every start copies on write for these steps are copied now, while the spare waits."""
+    from pathlib import Path
+
+    from pioreactor import catalog
+
+    try:
+        module = catalog._load_file(Path(__file__).with_name("_rehearsal.py"))
+        module.click_rehearsal.main(args=["--value", "2", "--dry-run"], standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001 - a rehearsal only saves time; the job runs anyway
+        print(f"fork server spare: rehearsal failed: {exc!r}", file=sys.stderr)
     finally:
-        os.close(pid_r)
-        os.waitpid(intermediate, 0)
-    if not reported:
-        raise OSError("the intermediate process could not fork")
-    return int(reported)
+        sys.modules.pop("pioreactor_plugins._rehearsal", None)
 
 
 def become_job(request: ForkRequest) -> None:
-    """What `subprocess` and exec give a fresh job, given to a forked one."""
-    os.setsid()
+    """What `subprocess` and exec give a fresh job, given to a forked one (the spare already has
+    its own session and Python's signal dispositions)."""
     for target, fd in enumerate(request.stdio):
         os.dup2(fd, target)
         os.close(fd)
-    reset_signals()
-    os.environ.clear()
-    os.environ.update(request.env)
+    adopt_environment(request.env, BASE_ENVIRONMENT)
     try:
         os.chdir(request.cwd)
     except OSError:
@@ -158,6 +245,17 @@ def become_job(request: ForkRequest) -> None:
     gc.enable()
     forget_cached_config()
     set_process_name(request.argv[0] if request.argv else "job")
+
+
+def adopt_environment(wanted: dict[str, str], inherited: dict[str, str]) -> None:
+    """os.environ (now `inherited`) becomes `wanted`. Only what differs is changed: the server's
+    environment is the daemon's, like the job's, and every key rewritten is a putenv and pages
+    copied on write (so is every key os.environ decodes: `inherited` is a plain dict)."""
+    for key in [key for key in inherited if key not in wanted]:
+        del os.environ[key]
+    for key, value in wanted.items():
+        if inherited.get(key) != value:
+            os.environ[key] = value
 
 
 def reset_signals() -> None:
@@ -172,11 +270,12 @@ def reset_signals() -> None:
 
 
 def forget_cached_config() -> None:
-    """The server may have read the config or asked the daemon: a job reads both afresh."""
+    """The server has read the config and may have asked the daemon: a job reads the config
+    afresh if it changed since, and asks the daemon again."""
     from pioreactor import whoami
     from pioreactor.config import config
 
-    config.reload()
+    config.refresh()
     whoami._ask_daemon.cache_clear()
     mappings = sys.modules.get("pioreactor.hardware_mappings")
     if mappings is not None:
@@ -186,8 +285,11 @@ def forget_cached_config() -> None:
 def set_process_name(name: str) -> None:
     """What `ps -e` and `top` show (15 bytes): every forked process has the server's cmdline."""
     try:
-        with open("/proc/self/comm", "w", encoding="utf-8") as comm:
-            comm.write(name[:15])
+        comm = os.open("/proc/self/comm", os.O_WRONLY)
+        try:
+            os.write(comm, name.encode()[:15])
+        finally:
+            os.close(comm)
     except OSError:
         pass
 

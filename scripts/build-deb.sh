@@ -2,12 +2,15 @@
 # Build the pioreactord .deb (Architecture: all) and check it: unit and binaries inside, every
 # install_requires mapped to a Debian package, lintian clean at warning level.
 #
-#   scripts/build-deb.sh [--src DIR] [--out DIR]
+#   scripts/build-deb.sh [--src DIR] [--out DIR] [--version V] [--no-lintian]
 #
 # --src: the source tree (default: this checkout). It is copied (git's tracked and untracked,
 # not ignored, files) to a temporary folder first, because dpkg-buildpackage writes its results
 # next to the source and debhelper leaves build files inside it.
 # --out: where the .deb and the build log go (default: SRC/dist). Prints the .deb's path last.
+# --version: build the copy as version V (a test build: the e2e test upgrades to one), with a
+#   debian/changelog entry saying so.
+# --no-lintian: skip lintian (for such a test build of an already checked tree).
 # Needs root only to apt-get install missing build tools.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,11 +18,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 src=$(dirname "$here")
 out=
+build_version=
+lintian=1
 while [ $# -gt 0 ]; do
     case $1 in
         --src) src=$(cd "$2" && pwd); shift 2 ;;
         --out) out=$2; shift 2 ;;
-        *) echo "usage: $0 [--src DIR] [--out DIR]" >&2; exit 2 ;;
+        --version) build_version=$2; shift 2 ;;
+        --no-lintian) lintian=0; shift ;;
+        *) echo "usage: $0 [--src DIR] [--out DIR] [--version V] [--no-lintian]" >&2; exit 2 ;;
     esac
 done
 out=$(mkdir -p "${out:-$src/dist}" && cd "${out:-$src/dist}" && pwd)
@@ -28,7 +35,7 @@ BUILD_TOOLS=(build-essential dpkg-dev fakeroot debhelper dh-python pybuild-plugi
              python3-all python3-setuptools python3-wheel lintian)
 # What install_requires (+ python3-pigpio from debian/control) must become in Depends.
 EXPECTED_DEPENDS=(python3-paho-mqtt python3-zmq python3-psutil python3-structlog python3-click
-                  python3-sdnotify python3-pigpio adduser procps)
+                  python3-sdnotify python3-pigpio adduser)
 
 work=$(mktemp -d /tmp/pioreactord-deb.XXXXXX)
 cleanup() {
@@ -48,9 +55,22 @@ copy_source() {
     fi
 }
 
+# --version: the copy becomes version V, in the package's code and in debian/changelog.
+retag_version() {
+    local copy=$work/pioreactord changelog maintainer
+    set_package_version "$copy" "$build_version"
+    changelog=$copy/debian/changelog
+    maintainer=$(sed -n 's/^ -- \(.*>\)  .*/\1/p' "$changelog" | head -1)
+    { printf 'pioreactord (%s) unstable; urgency=medium\n\n' "$build_version"
+      printf '  * Test build (scripts/build-deb.sh --version %s).\n\n' "$build_version"
+      printf ' -- %s  %s\n\n' "$maintainer" "$(date -R)"
+      cat "$changelog"; } >"$changelog.new"
+    mv "$changelog.new" "$changelog"
+}
+
 check_version() {
     local upstream debian
-    upstream=$(setup_cfg_version "$src")
+    upstream=$(setup_cfg_version "$work/pioreactord")
     debian=$(cd "$work/pioreactord" && dpkg-parsechangelog -S Version)
     [ "$upstream" = "$debian" ] ||
         die "setup.cfg says version $upstream, debian/changelog says $debian: add a changelog entry (dch -v $upstream)"
@@ -76,11 +96,12 @@ check_contents() {
     listing=$(dpkg-deb -c "$DEB")
     for path in ./lib/systemd/system/pioreactord.service ./usr/bin/pioreactord ./usr/bin/pioctl \
                 ./etc/pioreactord.ini ./etc/logrotate.d/pioreactord \
+                ./etc/mosquitto/conf.d/pioreactord.conf \
                 ./usr/share/man/man8/pioreactord.8.gz \
                 ./usr/share/man/man1/pioctl.1.gz; do
         grep -q " $path\$" <<<"$listing" || die "$path is not in $DEB"
     done
-    for path in /etc/pioreactord.ini /etc/logrotate.d/pioreactord; do
+    for path in /etc/pioreactord.ini /etc/logrotate.d/pioreactord /etc/mosquitto/conf.d/pioreactord.conf; do
         dpkg-deb -I "$DEB" conffiles | grep -qx "$path" || die "$path is not a conffile"
     done
     depends=$(dpkg-deb -f "$DEB" Depends)
@@ -99,8 +120,9 @@ run_lintian() {
 
 step "build tools" apt_install_missing "${BUILD_TOOLS[@]}"
 step "copy source" copy_source
+[ -z "$build_version" ] || step "version $build_version" retag_version
 step "version" check_version
 step "dpkg-buildpackage" build
 step "contents" check_contents
-step "lintian" run_lintian
+[ "$lintian" = 0 ] || step "lintian" run_lintian
 echo "$DEB"

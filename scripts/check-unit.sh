@@ -7,7 +7,8 @@
 #   scripts/check-unit.sh [DEB]      (default: dist/pioreactord_<version>_all.deb)
 #
 # verify needs ExecStart's binary to exist, so it runs with --root= on the unpacked .deb plus a
-# copy of the host's systemd units (for sysinit.target and friends) and /bin/kill (ExecReload).
+# copy of the host's systemd units (for sysinit.target and friends) and of /usr/bin/python3
+# (ExecReload= and ExecStopPost= run the package's unitctl module with it).
 # The Documentation= man pages are found through MANPATH. The e2e test verifies once more inside
 # the container, after a real install.
 set -euo pipefail
@@ -31,9 +32,9 @@ make_root() {
     dpkg-deb -x "$deb" "$root"
     [ -f "$UNIT" ] || die "the .deb has no lib/systemd/system/pioreactord.service"
     # Host units next to ours; ours wins if the host happens to have one installed.
-    mkdir -p "$root/usr/lib/systemd/system" "$root/bin"
+    mkdir -p "$root/usr/lib/systemd/system" "$root/usr/bin"
     cp -an /lib/systemd/system/. "$root/usr/lib/systemd/system/"
-    cp /bin/kill "$root/bin/kill"
+    cp -L /usr/bin/python3 "$root/usr/bin/python3"
 }
 
 verify() {

@@ -3,12 +3,18 @@
 # systemd-nspawn (this machine's PID 1 is not systemd), install the package and mosquitto inside,
 # then check the service as a user would meet it:
 #   start returns only once ready; runs as pioreactor (with its device groups); pioctl works as
-#   pioreactor and root; a missed watchdog restarts it; reload keeps the same process; stop stops
-#   every job cleanly first (`disconnected` on the broker); purge leaves nothing behind.
+#   pioreactor and root. With stirring and a plugin job running and an MQTT watcher on their
+#   $state: systemctl reload, an upgrade to a second build, kill -9 of MainPID and a watchdog
+#   kill (SIGSTOP) each leave the jobs running with their pids and pins, never `lost`, re-adopted
+#   within 2 s of the daemon being back. systemctl stop stops every job cleanly first
+#   (`disconnected`) and leaves no process of the unit, even when the daemon is stuck. After a
+#   power cut (SIGKILL to the container's init) and a reboot the daemon comes back with an intact
+#   database (and, where the build has resume_jobs, the jobs resumed); purge leaves nothing.
 #
-#   scripts/e2e-systemd.sh [--arch arm64] [--suite trixie] [--deb PATH]
+#   scripts/e2e-systemd.sh [--arch arm64] [--suite trixie] [--deb PATH] [--upgrade-deb PATH]
 #
 # --deb: default dist/pioreactord_<version>_all.deb (scripts/build-deb.sh makes it).
+# --upgrade-deb: the build to upgrade to; default: scripts/build-deb.sh --version <version>+e2e1.
 # --arch arm64: the same test in an arm64 container under qemu-user, for a person to run, not
 #   CI (slow: about 3.5 min cold, 2 min with the cached rootfs). E2E_MIRROR overrides the mirror.
 # --suite: the Debian release in the container (default bookworm; the package is built on
@@ -24,12 +30,14 @@ repo=$(dirname "$here")
 ARCH=$(dpkg --print-architecture)
 SUITE=bookworm
 DEB=
+UPGRADE_DEB=
 while [ $# -gt 0 ]; do
     case $1 in
         --arch) ARCH=$2; shift 2 ;;
         --suite) SUITE=$2; shift 2 ;;
         --deb) DEB=$2; shift 2 ;;
-        *) echo "usage: $0 [--arch arm64] [--suite trixie] [--deb PATH]" >&2; exit 2 ;;
+        --upgrade-deb) UPGRADE_DEB=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+        *) echo "usage: $0 [--arch arm64] [--suite trixie] [--deb PATH] [--upgrade-deb PATH]" >&2; exit 2 ;;
     esac
 done
 DEB=${DEB:-$repo/dist/pioreactord_$(setup_cfg_version "$repo")_all.deb}
@@ -53,6 +61,8 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 MACHINE=pioe2e-$$
 CGROUP=pioreactord-e2e-$$ # nspawn runs in its own cgroup, so its payload/supervisor are ours
 DROPIN_DIR=/etc/systemd/system/pioreactord.service.d
+PLUGIN=led_glow # examples/led_glow.py, installed as a plugin
+PROBE="/usr/bin/python3 /usr/local/lib/e2e_probe.py"
 SLOW=1 # deadline multiplier: qemu-user is about 10x slower
 [ "$ARCH" = "$(dpkg --print-architecture)" ] || SLOW=10
 
@@ -62,6 +72,9 @@ NSPAWN_PID=
 LEADER=
 SUB_PID= # the test's mosquitto_sub (its nsenter, on the host side)
 STIRRING_PID=
+PLUGIN_PID=
+MQTT_LOG= # what the watcher saw: "unixtime topic payload" lines
+UPGRADE_VERSION=
 BINFMT_MOUNTED=0
 BINFMT_REGISTERED=
 TOTAL_START=$(now_us)
@@ -71,7 +84,7 @@ TOTAL_START=$(now_us)
 # inside CMD...: run CMD in the container with a clean environment (nsenter passes the host's on).
 inside() {
     nsenter -t "$LEADER" -a /usr/bin/env -i PATH=$CLEAN_PATH LANG=C.UTF-8 \
-        DEBIAN_FRONTEND=noninteractive "$@"
+        DEBIAN_FRONTEND=noninteractive E2E_SLOW=$SLOW "$@"
 }
 as_pioreactor() { inside runuser -u pioreactor -- "$@"; }
 prop() { inside systemctl show -P "$1" pioreactord.service; }
@@ -143,13 +156,33 @@ make_rootfs() {
     # does not resolve. A real installation has this one.
     printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
     # apt reads local .debs as _apt: /var/tmp (not the container's tmpfs /tmp) is readable.
-    cp "$DEB" "$ROOT/var/tmp/"
+    cp "$DEB" "$UPGRADE_DEB" "$repo/examples/$PLUGIN.py" "$ROOT/var/tmp/"
+    install -D -m 0644 "$here/e2e_probe.py" "$ROOT/usr/local/lib/e2e_probe.py"
+    # Test-only, for the whole run: a short watchdog, so that the SIGSTOP test takes seconds (the
+    # daemon pings every WatchdogSec/3 from its first start), and a short stop timeout for the
+    # stuck-daemon stop. The shipped values are 30 s each.
+    install -d "$ROOT$DROPIN_DIR"
+    printf '[Service]\nWatchdogSec=5\nTimeoutStopSec=6\n' >"$ROOT$DROPIN_DIR/e2e.conf"
+}
+
+# The second build the upgrade installs: the same tree, a higher version.
+build_upgrade() {
+    if [ -z "$UPGRADE_DEB" ]; then
+        UPGRADE_VERSION="$(dpkg-deb -f "$DEB" Version)+e2e1"
+        "$here/build-deb.sh" --version "$UPGRADE_VERSION" --out "$WORK/upgrade" --no-lintian >/dev/null
+        UPGRADE_DEB=$WORK/upgrade/pioreactord_${UPGRADE_VERSION}_all.deb
+    fi
+    UPGRADE_VERSION=$(dpkg-deb -f "$UPGRADE_DEB" Version)
+    dpkg --compare-versions "$UPGRADE_VERSION" gt "$(dpkg-deb -f "$DEB" Version)" ||
+        die "$UPGRADE_DEB ($UPGRADE_VERSION) is not newer than $DEB"
 }
 
 boot() {
     local cg
+    reset_cgroups # a second boot (after a power cut, a reboot) starts from an empty cgroup
+    rm -rf "/run/systemd/nspawn/propagate/$MACHINE"
     for cg in systemd unified; do
-        [ ! -d "/sys/fs/cgroup/$cg" ] || mkdir "/sys/fs/cgroup/$cg/$CGROUP"
+        [ ! -d "/sys/fs/cgroup/$cg" ] || mkdir -p "/sys/fs/cgroup/$cg/$CGROUP"
     done
     # --register=no --keep-unit: there is no machined or system bus on the host.
     # --console=read-only: someone must read the console, or PID 1 blocks writing to it.
@@ -159,7 +192,7 @@ boot() {
         done
         exec systemd-nspawn --quiet -D "$ROOT" --machine="$MACHINE" --register=no --keep-unit \
             --boot --console=read-only --private-network
-    ) </dev/null >"$WORK/console.log" 2>&1 &
+    ) </dev/null >>"$WORK/console.log" 2>&1 &
     NSPAWN_PID=$!
     wait_for 30 "the container's systemd" find_leader
     # systemctl fails until PID 1 has its bus up; then --wait blocks until boot is done. A
@@ -172,6 +205,29 @@ boot() {
         degraded) log "container is degraded: $(inside systemctl --failed --plain --no-legend | cut -d' ' -f1 | xargs)" ;;
         *) die "container did not boot: $state" ;;
     esac
+}
+
+# What nspawn left in our cgroup: the payload/ and supervisor/ sub-cgroups.
+reset_cgroups() {
+    local cg
+    for cg in systemd unified; do
+        [ ! -d "/sys/fs/cgroup/$cg/$CGROUP" ] ||
+            find "/sys/fs/cgroup/$cg/$CGROUP" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+}
+
+# wait_container_gone SECONDS: wait until the container's nspawn has exited; its exit status in
+# CONTAINER_RC.
+CONTAINER_RC=
+wait_container_gone() {
+    local deadline=$((SECONDS + $1 * SLOW))
+    while kill -0 "$NSPAWN_PID" 2>/dev/null; do
+        [ "$SECONDS" -lt "$deadline" ] || die "the container is still up after $1 s"
+        sleep 0.2
+    done
+    CONTAINER_RC=0
+    wait "$NSPAWN_PID" 2>/dev/null || CONTAINER_RC=$?
+    NSPAWN_PID= LEADER=
 }
 
 find_leader() {
@@ -240,6 +296,8 @@ install_package() {
     [ "$(inside systemctl is-enabled pioreactord.service)" = enabled ] || die "unit not enabled"
     unit_is active/running || die "postinst did not start the unit: $(prop ActiveState)/$(prop Result)"
     wait_for 30 "mosquitto active" inside systemctl is-active mosquitto.service
+    inside grep -qx 'set_tcp_nodelay true' /etc/mosquitto/conf.d/pioreactord.conf ||
+        die "no mosquitto drop-in setting set_tcp_nodelay"
     local out
     out=$(inside systemd-analyze verify --man=no pioreactord.service 2>&1) || die "$out"
     [ -z "$out" ] || die "systemd-analyze verify in the container printed: $out"
@@ -279,36 +337,223 @@ check_user_and_groups() {
 
 forkserver_ready() { inside journalctl -u pioreactord --no-pager -o cat | grep -q "fork server ready"; }
 
-check_job() {
-    local pid comm ppid
+# The pid of JOB in `pioctl status` (empty if it does not run).
+job_pid() { inside pioctl status --json | job_field "$1" pid; }
+
+start_jobs() {
+    local comm ppid
     # Under the unit's sandbox (SystemCallFilter, MemoryDenyWriteExecute) the daemon must still
     # become a subreaper and fork jobs from the pre-imported server.
     wait_for 15 "the fork server ready" forkserver_ready
+    inside install -o pioreactor -g pioreactor -m 0644 "/var/tmp/$PLUGIN.py" \
+        "/home/pioreactor/.pioreactor/plugins/$PLUGIN.py"
     as_pioreactor pioctl start stirring >/dev/null
+    as_pioreactor pioctl start "$PLUGIN" >/dev/null
     STIRRING_PID=$(as_pioreactor pioctl status --json | job_field stirring pid)
-    [ "$(as_pioreactor pioctl status --json | job_field stirring state)" = ready ] ||
-        die "stirring is not ready: $(as_pioreactor pioctl status --json)"
-    pid=$(inside pioctl status --json | job_field stirring pid) # root may use pioctl too
-    [ "$pid" = "$STIRRING_PID" ] || die "root's pioctl sees stirring as pid '$pid'"
-    wait_for 10 "STATUS= naming stirring" status_text_has stirring
+    PLUGIN_PID=$(job_pid "$PLUGIN") # root may use pioctl too
+    [ -n "$STIRRING_PID" ] && [ -n "$PLUGIN_PID" ] || die "jobs not running: $(inside pioctl status --json)"
+    wait_for 10 "STATUS= naming both jobs" status_text_has "stirring"
     comm=$(inside cat "/proc/$STIRRING_PID/comm")
     ppid=$(inside awk '/^PPid:/ {print $2}' "/proc/$STIRRING_PID/status")
     [ "$comm" = stirring ] && [ "$ppid" = "$(prop MainPID)" ] ||
         die "stirring was not forked by the fork server as the daemon's child (comm $comm, ppid $ppid)"
-    log "stirring ready, pid $STIRRING_PID, forked (comm $comm, ppid $ppid); STATUS=$(prop StatusText)"
+    log "stirring pid $STIRRING_PID (forked, the daemon's child), $PLUGIN pid $PLUGIN_PID; STATUS=$(prop StatusText)"
 }
 
+# The test's MQTT watcher, for the rest of the container's life: every $state and pwms/dc.
+start_watcher() {
+    MQTT_LOG=$WORK/mqtt-$(now_us).log
+    inside sh -c 'echo $$ >/run/e2e-sub.pid
+        exec mosquitto_sub -h localhost -q 2 -F "%U %t %p" -t "pioreactor/+/+/+/\$state" \
+            -t "pioreactor/+/+/pwms/dc"' </dev/null >"$MQTT_LOG" 2>&1 &
+    SUB_PID=$!
+    # Retained states arrive at once: seeing the daemon's proves the subscription.
+    wait_for 10 "the watcher subscribed" grep -q '/pioreactord/\$state ' "$MQTT_LOG"
+}
+
+stop_watcher() {
+    [ -n "$SUB_PID" ] || return 0
+    inside sh -c 'kill "$(cat /run/e2e-sub.pid)"; rm /run/e2e-sub.pid' 2>/dev/null || true
+    wait "$SUB_PID" 2>/dev/null || true
+    SUB_PID=
+}
+
+# No job of the survivors ever showed `lost` to the watcher, and the last pwms/dc has stirring's
+# pin on.
+check_watched() {
+    local lost pins
+    lost=$(grep -E "/(stirring|$PLUGIN)/\\\$state lost\$" "$MQTT_LOG" || true)
+    [ -z "$lost" ] || die "the watcher saw a surviving job lost: $lost"
+    pins=$(inside pioctl locks --json | /usr/bin/python3 -c 'import json, sys
+print(" ".join(str(r["pin"]) for r in json.load(sys.stdin) if r["job_name"] == "stirring" and r["pid"] == int(sys.argv[1])))' "$STIRRING_PID")
+    [ -n "$pins" ] || die "stirring ($STIRRING_PID) holds no pin: $(inside pioctl locks --json)"
+    wait_for 5 "pwms/dc with stirring's pin on" last_dc_on "$pins"
+}
+
+last_dc_on() {
+    grep ' pioreactor/[^/]*/[^/]*/pwms/dc ' "$MQTT_LOG" | tail -1 | cut -d' ' -f3- |
+        /usr/bin/python3 -c 'import json, sys
+dc = json.loads(sys.stdin.read() or "{}")
+sys.exit(0 if all(float(dc.get(pin, 0)) > 0 for pin in sys.argv[1:]) else 1)' $1
+}
+
+# survive ACTION [VERSION]: the daemon goes through ACTION; the jobs survive it (e2e_probe.py).
+survive() {
+    local report cursor
+    cursor=$(journal_cursor)
+    report=$(inside $PROBE survive "$1" "stirring=$STIRRING_PID,$PLUGIN=$PLUGIN_PID" ${2:+--version "$2"}) ||
+        die "the jobs did not survive $1 (journal: $(journal_since "$cursor" | tail -20))"
+    log "$1: $report"
+    check_watched
+    inside $PROBE db >/dev/null
+    if grep -q 'stop-sweep: keeping' <<<"$(journal_since "$cursor")"; then
+        log "the stop-sweep kept them: $(journal_since "$cursor" | grep -o 'stop-sweep: keeping.*' | cut -c1-160)"
+    fi
+}
+
+# The fork server's pid (comm pio-forkserver), if one runs.
+forkserver_pid() {
+    inside sh -c 'for d in /proc/[0-9]*; do
+        [ "$(cat "$d/comm" 2>/dev/null)" = pio-forkserver ] && echo "${d#/proc/}"; done' | head -1
+}
+new_forkserver() { local pid=$(forkserver_pid); [ -n "$pid" ] && [ "$pid" != "$1" ]; }
+
 check_reload() {
-    local main nrestarts
-    main=$(prop MainPID)
-    nrestarts=$(prop NRestarts)
-    inside systemctl reload pioreactord.service
-    unit_is active/running || die "after reload: $(prop ActiveState)/$(prop SubState)"
-    [ "$(prop MainPID)" = "$main" ] || die "reload replaced the daemon ($main -> $(prop MainPID))"
+    local nrestarts=$(prop NRestarts) server=$(forkserver_pid)
+    [ -n "$server" ] || die "no fork server runs"
+    survive reload
+    wait_for 15 "a fork server of the new image" new_forkserver "$server"
     [ "$(prop NRestarts)" = "$nrestarts" ] || die "reload restarted the unit"
-    # The daemon answers after its SIGHUP and its job is untouched.
-    [ "$(inside pioctl status --json | job_field stirring pid)" = "$STIRRING_PID" ] ||
-        die "stirring did not survive the reload"
+    # Still the daemon's children: a re-exec keeps the process.
+    [ "$(inside awk '/^PPid:/ {print $2}' "/proc/$STIRRING_PID/status")" = "$(prop MainPID)" ] ||
+        die "stirring is no longer the daemon's child after the reload"
+    inside journalctl -u pioreactord --no-pager -o cat | grep -q "re-executing in place" ||
+        die "the daemon did not say it re-executed"
+}
+
+check_upgrade() {
+    local nrestarts=$(prop NRestarts)
+    survive "upgrade:/var/tmp/$(basename "$UPGRADE_DEB")" "$UPGRADE_VERSION"
+    [ "$(prop NRestarts)" = "$nrestarts" ] || die "the upgrade restarted the unit"
+    [ "$(inside dpkg-query -W -f '${Version}' pioreactord)" = "$UPGRADE_VERSION" ] || die "not upgraded"
+}
+
+check_kill9() { survive kill9; }
+
+check_watchdog() {
+    local cursor=$(journal_cursor)
+    survive sigstop
+    journal_since "$cursor" | grep -q "Failed with result 'watchdog'" ||
+        die "restarted, but not by the watchdog: $(journal_since "$cursor" | tail -20)"
+}
+
+# Nothing of the unit runs: no process of the pioreactor user (the unit's only user).
+nothing_of_the_unit_left() {
+    local uid left
+    uid=$(inside id -u pioreactor)
+    left=$(inside sh -c "grep -l '^Uid:[[:space:]]*$uid[[:space:]]' /proc/[0-9]*/status 2>/dev/null || true")
+    [ -z "$left" ] || die "processes of the unit outlived its stop: $left $(inside ps -o pid,comm -u pioreactor 2>/dev/null)"
+    ! journal_since "$1" | grep -E 'remains running after unit stopped|left-over process' >&2 ||
+        die "systemd found processes of the unit left over (see above)"
+}
+
+check_stop_is_clean() {
+    local cursor from stirring_line daemon_line
+    from=$(($(wc -l <"$MQTT_LOG") + 1))
+    cursor=$(journal_cursor)
+    inside systemctl stop pioreactord.service
+    wait_for 10 "stirring disconnected on the broker" tail_has "$from" '/stirring/\$state disconnected$'
+    wait_for 10 "the daemon's own disconnected" tail_has "$from" '/pioreactord/\$state disconnected$'
+    stirring_line=$(tail -n "+$from" "$MQTT_LOG" | grep -n '/stirring/\$state disconnected$' | cut -d: -f1)
+    daemon_line=$(tail -n "+$from" "$MQTT_LOG" | grep -n '/pioreactord/\$state disconnected$' | cut -d: -f1)
+    [ "$stirring_line" -lt "$daemon_line" ] || die "the daemon said disconnected before stirring did"
+    [ "$(prop Result)/$(prop ExecMainStatus)" = success/0 ] ||
+        die "daemon did not exit 0: Result=$(prop Result) status=$(prop ExecMainStatus)"
+    ! journal_since "$cursor" | grep -iE 'SIGKILL|timed out|stop-sweep' >&2 ||
+        die "the stop was not clean (see the journal lines above)"
+    nothing_of_the_unit_left "$cursor"
+}
+
+tail_has() { tail -n "+$1" "$MQTT_LOG" | grep -q "$2"; }
+
+# systemctl stop of a daemon whose main loop is stuck (ptrace-stopped: SIGTERM and SIGCONT do
+# nothing): systemd SIGKILLs it at TimeoutStopSec (6 s here), then the stop-sweep ends the jobs.
+check_stuck_stop() {
+    local cursor freezer start
+    inside systemctl start pioreactord.service
+    ensure_jobs
+    cursor=$(journal_cursor)
+    inside $PROBE freeze "$(prop MainPID)" >"$WORK/freeze.log" 2>&1 &
+    freezer=$!
+    wait_for 10 "the daemon frozen" grep -q froze "$WORK/freeze.log"
+    start=$(now_us)
+    inside systemctl stop pioreactord.service
+    log "stop of the stuck daemon took $(elapsed "$start") s"
+    wait "$freezer" || die "the freezer failed: $(cat "$WORK/freeze.log")"
+    [ "$(prop Result)" = timeout ] || die "expected Result=timeout, got $(prop Result)"
+    journal_since "$cursor" | grep -q "stop-sweep: .*stirring" ||
+        die "the stop-sweep did not end stirring: $(journal_since "$cursor" | tail -20)"
+    log "$(journal_since "$cursor" | grep -o 'stop-sweep: .*' | cut -c1-200 | paste -sd'|')"
+    nothing_of_the_unit_left "$cursor"
+    # The next start closes the rows the killed daemon left running.
+    inside systemctl start pioreactord.service
+    inside $PROBE db >/dev/null
+}
+
+# The jobs that run now (after a boot): with resume_jobs in this build, the ones that ran when the
+# unit went down, minus the one a user stopped (pioctl stop); without it, none.
+check_resumed() {
+    local want=$1 stopped=$2
+    inside $PROBE db >/dev/null
+    if ! inside $PROBE has-setting resume_jobs; then
+        log "resume_jobs is not in this build: the resume checks are skipped"
+        return 0
+    fi
+    inside $PROBE jobs "$want" >/dev/null || die "not resumed: $want"
+    [ -z "$stopped" ] || inside $PROBE absent "$stopped" || die "$stopped was resumed, but a user had stopped it"
+    log "resumed: $want${stopped:+; not $stopped (stopped by a user)}"
+}
+
+# stirring and the plugin run (started if they do not: resume_jobs may have started them).
+ensure_jobs() {
+    [ -n "$(job_pid stirring)" ] || as_pioreactor pioctl start stirring >/dev/null
+    [ -n "$(job_pid "$PLUGIN")" ] || as_pioreactor pioctl start "$PLUGIN" >/dev/null
+    STIRRING_PID=$(job_pid stirring)
+    PLUGIN_PID=$(job_pid "$PLUGIN")
+}
+
+wait_daemon_up() {
+    wait_for 60 "pioreactord active after the boot" unit_is active/running
+    wait_for 10 "pioctl answering" inside pioctl status --json
+}
+
+# Power cut: SIGKILL to the container's init ends everything at once, no stop of any unit.
+check_power_cut() {
+    local start
+    ensure_jobs
+    as_pioreactor pioctl stop "$PLUGIN" >/dev/null # a user's stop: not to be resumed
+    stop_watcher
+    kill -KILL "$LEADER"
+    wait_container_gone 30
+    start=$(now_us)
+    boot
+    wait_daemon_up
+    log "power cut: the daemon was serving $(elapsed "$start") s after the boot began"
+    check_resumed "stirring=0" "$PLUGIN"
+}
+
+check_reboot() {
+    local start
+    ensure_jobs
+    stop_watcher
+    inside systemctl reboot || true
+    start=$(now_us)
+    wait_container_gone 60
+    log "reboot: the container went down in $(elapsed "$start") s (nspawn exit $CONTAINER_RC)"
+    boot
+    wait_daemon_up
+    log "reboot: the daemon was serving $(elapsed "$start") s after the reboot began"
+    check_resumed "stirring=0,$PLUGIN=0" ""
 }
 
 check_logrotate() {
@@ -320,68 +565,14 @@ check_logrotate() {
     wait_for 10 "the daemon reopening $log" inside test -s "$log"
 }
 
-check_stop_is_clean() {
-    local cursor log=$WORK/mqtt.log journal stirring_line daemon_line
-    # The test's own subscriber: retained states arrive at once, so seeing stirring's `ready`
-    # proves it is subscribed.
-    inside sh -c 'echo $$ >/run/e2e-sub.pid
-        exec mosquitto_sub -h localhost -q 2 -v -t "pioreactor/+/+/stirring/\$state" \
-            -t "pioreactor/+/+/pioreactord/\$state"' </dev/null >"$log" 2>&1 &
-    SUB_PID=$!
-    wait_for 10 "subscriber sees stirring ready" grep -q '/stirring/\$state ready$' "$log"
-    cursor=$(journal_cursor)
-    inside systemctl stop pioreactord.service
-    wait_for 10 "stirring disconnected on the broker" grep -q '/stirring/\$state disconnected$' "$log"
-    wait_for 10 "the daemon's own disconnected" grep -q '/pioreactord/\$state disconnected$' "$log"
-    inside sh -c 'kill "$(cat /run/e2e-sub.pid)"; rm /run/e2e-sub.pid'
-    wait "$SUB_PID" || true
-    SUB_PID=
-    stirring_line=$(grep -n '/stirring/\$state disconnected$' "$log" | cut -d: -f1)
-    daemon_line=$(grep -n '/pioreactord/\$state disconnected$' "$log" | cut -d: -f1)
-    [ "$stirring_line" -lt "$daemon_line" ] || die "the daemon said disconnected before stirring did: $(cat "$log")"
-    [ "$(prop Result)/$(prop ExecMainStatus)" = success/0 ] ||
-        die "daemon did not exit 0: Result=$(prop Result) status=$(prop ExecMainStatus)"
-    # KillMode=mixed: systemd SIGKILLs what the daemon left behind. Nothing may be left.
-    journal=$(journal_since "$cursor")
-    if grep -iE 'SIGKILL|left-over|timed out' <<<"$journal" >&2; then
-        die "the stop was not clean (see the journal lines above)"
-    fi
-    inside test ! -e "/proc/$STIRRING_PID" || die "stirring ($STIRRING_PID) outlived the daemon"
-}
-
-check_watchdog_restart() {
-    local main nrestarts cursor
-    # Test-only: a short watchdog; SIGSTOP makes the daemon's loop hang, so systemd must act.
-    inside mkdir -p "$DROPIN_DIR"
-    printf '[Service]\nWatchdogSec=3\n' |
-        inside tee "$DROPIN_DIR/e2e-watchdog.conf" >/dev/null
-    inside systemctl daemon-reload
-    inside systemctl start pioreactord.service
-    [ "$(prop WatchdogUSec)" = 3s ] || die "test drop-in not applied: WatchdogUSec=$(prop WatchdogUSec)"
-    main=$(prop MainPID)
-    nrestarts=$(prop NRestarts)
-    cursor=$(journal_cursor)
-    inside kill -STOP "$main"
-    wait_for 30 "a restart after the missed watchdog" restarted_since "$main" "$nrestarts"
-    journal_since "$cursor" | grep -q "Failed with result 'watchdog'" ||
-        die "restarted, but not by the watchdog: $(journal_since "$cursor")"
-    wait_for 10 "pioctl answers after the restart" inside pioctl status --json
-    log "watchdog: MainPID $main -> $(prop MainPID), NRestarts $nrestarts -> $(prop NRestarts)"
-    inside rm -r "$DROPIN_DIR"
-    inside systemctl daemon-reload
-}
-
-restarted_since() {
-    local main
-    main=$(prop MainPID)
-    [ "$(prop NRestarts)" -gt "$2" ] && unit_is active/running && [ "$main" != 0 ] && [ "$main" != "$1" ]
-}
-
 check_purge() {
     local uid path leftovers
     uid=$(inside id -u pioreactor)
     inside timeout $((300 * SLOW)) apt-get purge -y -q pioreactord >"$WORK/purge.log" 2>&1 ||
         { tail -30 "$WORK/purge.log" >&2; return 1; }
+    # A user's plugin survives a purge (and so its folder); nothing else of ours does.
+    inside test -f "/home/pioreactor/.pioreactor/plugins/$PLUGIN.py" || die "purge removed a user's plugin"
+    inside rm -r /home/pioreactor
     ! inside getent passwd pioreactor >/dev/null || die "user pioreactor is still there"
     ! inside getent group pioreactor >/dev/null || die "group pioreactor is still there"
     [ "$(inside getent group gpio)" = "gpio:x:$(inside getent group gpio | cut -d: -f3):" ] ||
@@ -390,7 +581,8 @@ check_purge() {
     for path in /lib/systemd/system/pioreactord.service /etc/pioreactord.ini \
                 /etc/systemd/system/multi-user.target.wants/pioreactord.service \
                 /var/lib/systemd/deb-systemd-helper-enabled/pioreactord.service.dsh-also \
-                /var/lib/pioreactord /var/log/pioreactord /run/pioreactord /home/pioreactor \
+                /var/lib/pioreactord /var/log/pioreactord /run/pioreactord \
+                /etc/mosquitto/conf.d/pioreactord.conf \
                 /usr/bin/pioreactord /usr/bin/pioctl; do
         inside test ! -e "$path" || die "$path is left after purge"
     done
@@ -420,7 +612,9 @@ check_plugins() {
             return 0
         fi
     done
-    # The shipped [PWM] gives channels 3 and 4 to alt_media and waste: a user hands them over.
+    # The shipped [PWM] gives channels 3 and 4 to alt_media and waste: a user hands them over
+    # (and this step gives them back at its end, for the upgrade steps' untouched conffile).
+    inside cp -p /etc/pioreactord.ini /var/tmp/pioreactord.ini.orig
     inside sed -i 's/^3 = alt_media$/3 = air_bubbler/; s/^4 = waste$/4 = relay/' /etc/pioreactord.ini
     for wheel in "$dir"/*.whl; do
         started=$(now_us)
@@ -439,6 +633,7 @@ check_plugins() {
     as_pioreactor pioctl stop air_bubbler relay >/dev/null
     as_pioreactor pioctl plugins uninstall pioreactor-relay-plugin >/dev/null
     ! as_pioreactor pioctl jobs --json | plugin_job_ok relay || die "relay still listed after uninstall"
+    inside cp -p /var/tmp/pioreactord.ini.orig /etc/pioreactord.ini
     log "left installed: $(as_pioreactor pioctl plugins list | awk 'NR > 1 {print $1, $2}' | paste -sd,)"
 }
 
@@ -447,16 +642,23 @@ check_plugins() {
 log "e2e-systemd: $(basename "$DEB") on $SUITE/$ARCH"
 step "host tools" host_tools
 [ "$SLOW" = 1 ] || step "binfmt ($ARCH)" setup_binfmt
+step "upgrade .deb" build_upgrade
 step "rootfs" make_rootfs
 step "boot" boot
 step "install .deb + mosquitto" install_package
 step "start returns once ready" check_start_waits_for_ready
 step "runs as pioreactor" check_user_and_groups
-step "pioctl start stirring" check_job
-step "reload keeps the daemon" check_reload
+step "start stirring and $PLUGIN" start_jobs
+step "MQTT watcher" start_watcher
+step "reload: re-exec in place" check_reload
 step "plugins from PyPI, as pioreactor" check_plugins
 step "logrotate" check_logrotate
+step "upgrade to $UPGRADE_VERSION: reload" check_upgrade
+step "kill -9 of MainPID" check_kill9
+step "watchdog kill (SIGSTOP)" check_watchdog
 step "stop stops jobs first" check_stop_is_clean
-step "watchdog restart" check_watchdog_restart
+step "stop of a stuck daemon" check_stuck_stop
+step "power cut" check_power_cut
+step "reboot" check_reboot
 step "purge leaves nothing" check_purge
 step "poweroff" poweroff

@@ -57,5 +57,24 @@ apt_install_missing() {
         apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The package version, from setup.cfg (the one source of truth; debian/changelog must agree).
-setup_cfg_version() { sed -n 's/^version *= *//p' "$1/setup.cfg"; }
+# The package version (debian/changelog must agree): setup.cfg's `version =`, or, when that says
+# `attr: pioreactord.__version__`, the __version__ line of daemon/__init__.py.
+setup_cfg_version() {
+    local version
+    version=$(sed -n 's/^version *= *//p' "$1/setup.cfg")
+    case $version in
+        attr:*) sed -n "s/^__version__ *= *[\"']\([^\"']*\)[\"'].*/\1/p" "$1/daemon/__init__.py" ;;
+        *) echo "$version" ;;
+    esac
+}
+
+# set_package_version DIR VERSION: write VERSION where setup_cfg_version reads it (in a copy of
+# the source: build-deb.sh --version).
+set_package_version() {
+    if grep -q '^version *= *attr:' "$1/setup.cfg"; then
+        sed -i "s/^__version__ *= *[\"'][^\"']*[\"']/__version__ = \"$2\"/" "$1/daemon/__init__.py"
+    else
+        sed -i "s/^version *= *.*/version = $2/" "$1/setup.cfg"
+    fi
+    [ "$(setup_cfg_version "$1")" = "$2" ] || die "could not set the version to $2 in $1"
+}

@@ -59,6 +59,25 @@ def click_versioned():
 '''
 
 
+CONFIGURED = '''
+import click
+from pioreactor.background_jobs.base import BackgroundJob
+from pioreactor.config import config
+
+
+class Configured(BackgroundJob):
+    job_name = "configured"
+    published_settings = {"value": {"datatype": "string", "settable": False}}
+
+
+@click.command(name="configured")
+def click_configured():
+    job = Configured()
+    job.value = config.get("configured", "value", fallback="unset")
+    job.block_until_disconnected()
+'''
+
+
 @pytest.fixture
 def daemon(make_daemon):
     d = make_daemon()
@@ -102,6 +121,39 @@ def test_jobs_fork_from_the_server_by_default(daemon):
                         (f"spawned (job=tester pid={job.pid} via=forkserver%",))[0][0] == 1
     children = psutil.Process(daemon.process.pid).children()
     assert [c.pid for c in children if c.status() == psutil.STATUS_ZOMBIE] == []
+
+
+def spares(d) -> list[psutil.Process]:
+    return [c for c in psutil.Process(d.process.pid).children()
+            if c.name() == "pio-forkspare" and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_start_takes_the_spare_that_waited_as_the_daemons_child(daemon):
+    """No fork on a start's path: the job is the process that was waiting before the request."""
+    waiting = wait_for(lambda: spares(daemon), 5, "a spare waiting as the daemon's child")
+    assert len(waiting) == 1 and waiting[0].ppid() == daemon.process.pid
+    job = started(daemon)
+    assert job.pid == waiting[0].pid and job.name() == "tester"
+    following = wait_for(lambda: spares(daemon), 5, "the next spare")
+    assert following[0].pid != job.pid
+
+
+def test_a_spare_goes_with_its_server(daemon):
+    waiting = wait_for(lambda: spares(daemon), 5, "a spare")[0]
+    os.kill(daemon.forkserver_pid(), signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(waiting.pid)
+             or waiting.status() == psutil.STATUS_ZOMBIE, 5, "the spare gone")
+
+
+def test_a_forked_job_reads_the_config_again_once_the_file_changed(daemon):
+    daemon.add_plugin("configured", CONFIGURED)
+    assert forked(started(daemon, "configured"))
+    assert daemon.status()["configured"]["settings"]["value"] == "unset"
+    daemon.pioctl("stop", "configured")
+    with open(daemon.config, "a", encoding="utf-8") as config:
+        config.write("[configured]\nvalue = edited\n")
+    assert forked(started(daemon, "configured"))
+    assert daemon.status()["configured"]["settings"]["value"] == "edited"
 
 
 def test_both_spawners_end_a_job_the_same_way(make_daemon, watcher, spawner):

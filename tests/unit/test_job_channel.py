@@ -49,3 +49,24 @@ def test_the_registration_is_heard_before_any_heartbeat(router):
         assert second["t"] == "ping"
     finally:
         channel.close()
+
+
+def test_a_burst_of_sends_arrives_whole_and_in_order_with_few_wakes(router, monkeypatch):
+    """One wake byte per burst, not per message: a send while a wake is pending writes none,
+    and nothing sent is left behind in the outbox."""
+    socket, path = router
+    writes: list[int] = []
+    real_wake = Channel._wake
+    monkeypatch.setattr(Channel, "_wake", lambda self: (writes.append(1), real_wake(self)))
+    channel = Channel(path, "job:1:abc", lambda header, payload: None)
+    lines = 5000
+    try:
+        for i in range(lines):
+            channel.send({"t": "log", "message": f"line {i}"})
+        received = [receive(socket, 5)[1]["message"] for _ in range(lines)]
+        assert received == [f"line {i}" for i in range(lines)]
+        assert len(writes) < lines / 10
+        channel.send({"t": "log", "message": "after the burst"})  # a wake is written again
+        assert receive(socket, 5)[1]["message"] == "after the burst"
+    finally:
+        channel.close()
