@@ -120,7 +120,7 @@ def machine() -> str:
     mosquitto = subprocess.run(["mosquitto", "-h"], capture_output=True, text=True).stdout
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{time.strftime('%Y-%m-%d %H:%M %Z')}; {os.cpu_count()} cores, {cpu}; load {load}; "
-            f"Python {platform.python_version()} ({sys.executable}); "
+            f"Python {platform.python_version()} ({Path(sys.prefix).name}); "
             f"{mosquitto.splitlines()[0] if mosquitto else 'mosquitto'}")
 
 

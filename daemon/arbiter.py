@@ -33,14 +33,17 @@ from .bridge import Bridge, ConnectionChange, Incoming, Will
 from .children import Spawner, SubprocessSpawner
 from .commands import Control
 from .config import Config
+from .dbfile import check_writable_dir
 from .experiment import ExperimentStore
 from .forkserver_spawner import ForkServerSpawner
 from .gpio import GpioService
 from .hardware.base import HardwareBackend
 from .jobchannel import JobChannel
 from .jobmessages import JobMessages
+from .limits import MAX_FRAME, MAX_MQTT_PAYLOAD, size_text
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
+from .names import BadName
 from .operations import Operations
 from .protocol import new_id
 from .registry import Registry
@@ -70,18 +73,20 @@ class Daemon:
         self._signals: list[int] = []
         self._startup_warnings = list(startup_warnings)
         self._startup_notes = list(startup_notes)
-        for directory in (config.runtime_dir, config.state_dir):
-            directory.mkdir(parents=True, exist_ok=True)
+        config.runtime_dir.mkdir(parents=True, exist_ok=True)
+        check_writable_dir(config.state_dir, "state_dir")  # StorageError: main exits 78
         self._lock_file = self._take_lock()
         self.experiments = ExperimentStore(config.state_dir, config.experiment)
-        self.sink = Sink(config.database)
+        self.sink = Sink(config.database, report=self._report_storage,
+                         integrity_interval=config.integrity_check_interval)
         self.bridge = Bridge(client_id=f"pioreactord-{config.unit}-{self.daemon_id}",
                              host=config.broker_address, port=config.broker_port,
                              will=Will(self.state_topic, b"lost"), wake=self.loop.wake,
                              username=config.mqtt_username, password=config.mqtt_password,
                              use_tls=config.mqtt_use_tls)
         self.hub = LogHub(unit=config.unit, sink=self.sink, log_file=config.log_file,
-                          console_level=config.console_log_level, publish=self._publish_log)
+                          console_level=config.console_log_level,
+                          publish_many=self._publish_logs, schedule=self.loop.post)
         configure_structlog(lambda level, message: self.hub.emit(
             LogRecord.now(level, message, "pioreactord", self.experiment())))
         self.gpio = GpioService(registry=self.registry, backend=backend, unit=config.unit,
@@ -107,7 +112,8 @@ class Daemon:
         self.operations = Operations(
             unit=config.unit, pid=self.pid, daemon_id=self.daemon_id, supervisor=self.supervisor,
             registry=self.registry, job_channel=self.job_channel, bridge=self.bridge,
-            experiments=self.experiments)
+            experiments=self.experiments, sink=self.sink, started_at=self.clock.started_at,
+            exec_at=self.clock.exec_at)
         self.control = Control(self.control_socket, self.operations, self.loop)
         self.remote = remote.Remote(self.operations)
 
@@ -131,12 +137,20 @@ class Daemon:
         handle.flush()
         return handle
 
+    def _report_storage(self, level: str, message: str) -> None:
+        """The SQLite writer's own troubles (its thread): logged from the loop, so they reach
+        MQTT, the log file and the console too, not only the database that is failing."""
+        self.loop.post(lambda: getattr(log, level.lower())(message))
+
     def _bind(self, path) -> zmq.Socket:
         socket = self.zmq.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a vanished job fails, not drops
         socket.setsockopt(zmq.SNDHWM, 100_000)
         socket.setsockopt(zmq.RCVHWM, 100_000)
+        # Backstop: a message up to 16x MAX_FRAME is read and refused with its size (decode);
+        # a peer sending more is disconnected by ZeroMQ before it can fill our memory.
+        socket.setsockopt(zmq.MAXMSGSIZE, 16 * MAX_FRAME)
         if path.exists():
             path.unlink()  # we hold the lock: whatever left this socket file is gone
         socket.bind(f"ipc://{path}")
@@ -169,6 +183,8 @@ class Daemon:
             log.info(note)
         for warning in self._startup_warnings:
             log.warning(warning)
+        for problem in self.experiments.problems:
+            log.error(problem)
         self.notifier.ready(self._status_text())
         self._answer_reload(True, f"pioreactord {reexec.daemon_version()} serving, pid {self.pid}, "
                                   f"exec'd at {self.clock.exec_at}")
@@ -186,6 +202,11 @@ class Daemon:
             except Exception:  # queue.Empty
                 break
             if isinstance(event, Incoming):
+                if len(event.payload) > MAX_MQTT_PAYLOAD:  # refused, never echoed or forwarded
+                    log.warning(f"ignored a {size_text(len(event.payload))} message on "
+                                f"{event.topic[:200]}: larger than the {size_text(MAX_MQTT_PAYLOAD)} "
+                                "limit for MQTT payloads")
+                    continue
                 self.remote.handle(event)
                 self.job_channel.forward(event)
                 self.control.forward(event)
@@ -268,8 +289,12 @@ class Daemon:
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
         return self.bridge.publish(topic, payload, qos=qos, retain=retain)
 
-    def _publish_log(self, topic: str, payload: bytes) -> None:
-        self.bridge.publish(topic, payload, qos=1, retain=False)
+    def _publish_logs(self, messages: list[tuple[str, bytes]]) -> None:
+        for topic, payload in messages:
+            try:
+                self.bridge.publish(topic, payload, qos=1, retain=False)
+            except BadName:
+                pass  # such a name is refused where it enters; the line still reaches SQLite and file
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:
@@ -291,13 +316,16 @@ class Daemon:
         queued before it go out) and the hardware is left as it is: the jobs' pins stay on."""
         self.spawner.stop()
         if for_exec:
+            self.hub.flush()  # this last pass's lines: the loop that would flush them is done
             _wait_published(self.publish(self.state_topic, b"ready", qos=2, retain=True), 2.0)
         else:
             log.info("pioreactord stopped")
+            self.hub.flush()
             _wait_published(self.publish(self.state_topic, b"disconnected", qos=2, retain=True), 3.0)
         self.bridge.stop()
         if not for_exec:
             self.gpio.close()
+        self.hub.flush()  # what gpio.close and the bridge said: to SQLite, the file, the console
         self.sink.close()
         for socket in (self.jobs_socket, self.control_socket):
             socket.close(0)

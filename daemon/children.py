@@ -16,15 +16,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections import deque
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+
+from .limits import MAX_LOG_LINE
+from .output import OutputCapture
 
 if TYPE_CHECKING:
     from .loop import Loop
 
-STDERR_TAIL_LINES = 20
 OUTPUT_QUIET = 0.05  # seconds without output before held stdout/stderr becomes one log record
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
@@ -194,59 +195,6 @@ def send_signal(pid: int, signum: int) -> bool:
         return False
 
 
-@dataclass
-class OutputCapture:
-    """Turns a job's raw stdout/stderr into log lines; keeps the last stderr lines for crash reports.
-
-    A chunk read at once stays one record (a traceback is one log line, not twenty).
-    """
-
-    stderr_tail: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL_LINES))
-    _partial: dict[int, bytes] = field(default_factory=dict)
-
-    def read(self, fd: int, is_stderr: bool) -> tuple[list[str], bool]:
-        """Read what is available; returns (complete text records, eof)."""
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return [], False
-        except OSError:
-            data = b""
-        eof = not data
-        buffered = self._partial.pop(fd, b"") + data
-        if not eof and not buffered.endswith(b"\n"):
-            cut = buffered.rfind(b"\n") + 1
-            if cut == 0:
-                self._partial[fd] = buffered
-                return [], False
-            buffered, self._partial[fd] = buffered[:cut], buffered[cut:]
-        text = buffered.decode("utf-8", errors="replace").rstrip("\n")
-        if not text.strip():
-            return [], eof
-        if is_stderr:
-            self.stderr_tail.extend(text.splitlines())
-        return [text], eof
-
-    def drain(self, fd: int, is_stderr: bool, max_reads: int = 256) -> list[str]:
-        """After the process ended: everything left in the pipe, partial last line included.
-        Bounded, and stops at EAGAIN: a grandchild may hold the pipe open forever."""
-        texts: list[str] = []
-        for _ in range(max_reads):
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            if not data:
-                break
-            self._partial[fd] = self._partial.get(fd, b"") + data
-        rest = self._partial.pop(fd, b"").decode("utf-8", errors="replace").rstrip("\n")
-        if rest.strip():
-            texts.append(rest)
-            if is_stderr:
-                self.stderr_tail.extend(rest.splitlines())
-        return texts
-
-
 class OutputPipes:
     """A spawned job's stdout/stderr pipes on the loop: read as output arrives, logged as one
     record per quiet moment (`emit(is_stderr, text)`), drained and closed when the job ends."""
@@ -255,6 +203,7 @@ class OutputPipes:
                  emit: Callable[[bool, str], None]) -> None:
         self._loop, self._child, self._capture, self._emit = loop, child, capture, emit
         self._held: dict[bool, list[str]] = {}  # is_stderr -> texts waiting for a quiet moment
+        self._held_size: dict[bool, int] = {False: 0, True: 0}
 
     def watch(self) -> None:
         for fd, is_stderr in self._open():
@@ -267,13 +216,19 @@ class OutputPipes:
 
     def _readable(self, fd: int, is_stderr: bool) -> None:
         texts, eof = self._capture.read(fd, is_stderr)
-        if texts:
+        for text in texts:
             # Output arrives in pipe-sized pieces: a traceback is one record if we wait for a
-            # quiet moment before logging it.
+            # quiet moment before logging it. A record holds at most MAX_LOG_LINE characters:
+            # a flood goes out in records of that size, never held whole.
             held = self._held.setdefault(is_stderr, [])
+            if held and self._held_size[is_stderr] + len(text) > MAX_LOG_LINE:
+                self._flush(is_stderr)
+                held = self._held.setdefault(is_stderr, [])
             if not held:
+                self._held_size[is_stderr] = 0
                 self._loop.call_later(OUTPUT_QUIET, lambda: self._flush(is_stderr))
-            held.extend(texts)
+            held.append(text)
+            self._held_size[is_stderr] += len(text) + 1
         if eof:
             self._close(fd)
 

@@ -94,6 +94,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mqtt", "use_tls", "0", "1 = connect with TLS (system CA bundle)", parse=_bool),
     Setting("storage", "database", "/var/lib/pioreactord/pioreactord.sqlite",
             "the SQLite database: logs, job metadata, published settings"),
+    Setting("storage", "integrity_check_interval", "3600",
+            "seconds between PRAGMA quick_check runs on the database (a damaged one is renamed "
+            "aside and a new one started)", parse=_positive_float),
     Setting("logging", "log_file", "/var/log/pioreactord/pioreactord.log",
             "every log line, appended; reopened when logrotate moves it"),
     Setting("logging", "console_log_level", "INFO",
@@ -123,6 +126,7 @@ class Config:
     database: Path
     log_file: Path
     console_log_level: str
+    integrity_check_interval: float = 3600.0  # [storage]; a default so that tests may omit it
     pwm_channels: dict[str, str] = field(default_factory=dict)
     pwm_pins: dict[str, str] = field(default_factory=dict)  # [PWM_pins]: channel -> BCM pin overrides
     simulation: dict[str, str] = field(default_factory=dict)  # [simulation], for the simulator
@@ -157,6 +161,7 @@ class Config:
             mqtt_password=values["mqtt.password"],
             mqtt_use_tls=values["mqtt.use_tls"],
             database=Path(values["storage.database"]),
+            integrity_check_interval=values["storage.integrity_check_interval"],
             log_file=Path(values["logging.log_file"]),
             console_log_level=values["logging.console_log_level"].upper(),
             pwm_channels=dict(parser["PWM"]) if parser.has_section("PWM") else {},

@@ -185,6 +185,8 @@ class Ending:
         tail = "\n".join(job.output.stderr_tail)
         message = f"{job.name} {exit_info.describe()} (pid {job.pid}); state lost"
         self._log(job, "ERROR", message + (f"\n{tail}" if tail else ""))
+        if job.row_written:  # its `lost` was published: the line Pioreactor's tools look for
+            self._log(job, "INFO", "Lost.")
         self._answer(waiters, error=f"{job.name} failed during start: {exit_info.describe()}"
                      + (f"\n{tail}" if tail else ""), code="start_failed")
 
@@ -199,6 +201,7 @@ class Ending:
         return {"job_name": job.name, "state": job.state, "pid": job.pid,
                 "experiment": job.experiment, "job_id": job.job_id, "source": job.source,
                 "started_at": job.started_at, "uptime": round(time.monotonic() - job.started_mono, 3),
+                "version": job.version,
                 "settings": {k: v.decode("utf-8", "replace") for k, v in job.values.items()}}
 
     @staticmethod

@@ -97,7 +97,7 @@ class GpioService:
         for channel, value in wanted.items():
             self.backend.led_set(channel, value)
             self._leds[channel] = value
-            if job is not None and job.is_long_running and value > 0:
+            if job is not None and value > 0:  # a job's LEDs (not a short action's) die with it
                 self._led_setter[channel] = job.job_id
             else:
                 self._led_setter.pop(channel, None)

@@ -14,6 +14,7 @@ import structlog
 
 from .gpio import GpioService
 from .jobchannel import JOB_REQUEST_TIMEOUT, JobChannel
+from .names import check_registration
 from .registry import AlreadyRunning, Job, PinBusy, Registry
 from .supervisor import Supervisor, refusal
 
@@ -39,6 +40,7 @@ class JobMessages:
         self._held: dict[bytes, list[tuple[dict, bytes | None]]] = {}  # hw requests before `who`
         self._handlers: dict[str, Callable[[bytes, Job | None, dict, bytes | None], None]] = {
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
+            "logs": self._on_logs,
             "publish": self._on_publish, "ping": self._on_ping, "state": self._on_state,
             "setting": self._on_setting, "subscribe": self._on_subscribe, "hw": self._on_hw,
             "bye": self._on_bye, "reply": self._on_reply,
@@ -63,6 +65,8 @@ class JobMessages:
 
     def _on_register(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         try:
+            check_registration(msg.get("job_name"), msg.get("experiment"), msg.get("source"),
+                               msg.get("settings"))
             reply = self.supervisor.register(identity, msg)
         except AlreadyRunning as exc:
             reply = refusal(exc)
@@ -108,6 +112,13 @@ class JobMessages:
 
     def _on_log(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         self.supervisor.job_log(job, msg)  # logged even before re-registration: never lose a line
+
+    def _on_logs(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        """A burst of log lines in one message, `records`: each what a `log` message holds
+        (one receive and one decode per burst instead of per line; MAX_FRAME bounds it)."""
+        for record in msg.get("records") or ():
+            if isinstance(record, dict):
+                self.supervisor.job_log(job, record)
 
     def _on_publish(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         self._publish(str(msg["topic"]), payload or b"", qos=int(msg.get("qos", 0)),

@@ -28,6 +28,7 @@ def main(config_path: str | None) -> None:
         sys.exit(EXIT_CONFIG)
     deferred.defer("asyncio", "urllib.request")  # imported by structlog and paho, never used
     from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
+    from .dbfile import StorageError
     from .hardware import (
         HardwareError,
         SimulationParams,
@@ -50,6 +51,9 @@ def main(config_path: str | None) -> None:
     except ValueError as exc:  # a bad [simulation] value
         print(f"pioreactord: {config.path}: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
+    except StorageError as exc:  # a read-only or forbidden state_dir/database: exit 78
+        print(f"pioreactord: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG if exc.is_config else 1)
     except (DaemonAlreadyRunning, HardwareError, OSError) as exc:
         raise SystemExit(f"pioreactord: cannot start: {exc}") from None
     import structlog

@@ -10,10 +10,12 @@ identity it does not know with `who`, upon which the job registers again with ev
 Job -> daemon                                    (R = request: carries `id`, gets a `reply`)
   register   R job_name, pid, unit, experiment, source, token, settings {name: meta},
                values {name: wire str}, state, subscriptions [pattern], pins [int],
-               driven [{pin, hz, dc}], adopt      -> unit, experiment, job_id, daemon
+               driven [{pin, hz, dc}], adopt, version (of the code it runs)
+                                                  -> unit, experiment, job_id, daemon
   state        state
   setting      name, value (wire str; null = cleared)
   log          level, message, task, source, experiment, timestamp (when the job emitted it)
+  logs         records [{the fields of log}]: a burst in one message (at most MAX_FRAME)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
   ping         (heartbeat; answered with pong)
@@ -49,6 +51,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from .limits import MAX_FORK_MESSAGE, MAX_FRAME, size_text
+
 VERSION = 1
 
 JOB_SOCKET_ENV = "PIOREACTORD_JOB_SOCKET"
@@ -56,7 +60,7 @@ JOB_TOKEN_ENV = "PIOREACTORD_JOB_TOKEN"
 UNIT_ENV = "PIOREACTOR_UNIT"
 EXPERIMENT_ENV = "PIOREACTOR_EXPERIMENT"
 SOURCE_ENV = "PIOREACTORD_JOB_SOURCE"
-FORK_MESSAGE_MAX = 256 * 1024  # bytes; a fork request carries the job's whole environment
+FORK_MESSAGE_MAX = MAX_FORK_MESSAGE  # bytes; a fork request carries the job's whole environment
 
 # Built-in short actions: they run, act and exit within milliseconds, so two may overlap (two
 # `pioctl start led_intensity` from two scripts). They are not subject to one-per-name.
@@ -96,6 +100,9 @@ def encode(header: dict[str, Any], payload: bytes | None = None) -> list[bytes]:
 def decode(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:
     if not frames or len(frames) > 2:
         raise ProtocolError(f"expected 1 or 2 frames, got {len(frames)}")
+    size = sum(len(frame) for frame in frames)
+    if size > MAX_FRAME:  # refused unread: the line that says so gives the size, not the content
+        raise ProtocolError(f"message is {size_text(size)} (at most {size_text(MAX_FRAME)})")
     try:
         header = json.loads(frames[0])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

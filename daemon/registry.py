@@ -61,9 +61,10 @@ class Job:
     started_mono: float = field(default_factory=time.monotonic)
     last_seen: float = field(default_factory=time.monotonic)  # its last message on the channel
     silence_reported: float | None = None  # the last_seen a "silent" warning was about
-    is_long_running: bool = True
+    is_long_running: bool = False  # says the job at registration (LongRunning* classes)
     unique: bool = True  # False for a short action: several may run at once
     row_written: bool = False  # its pio_job_metadata row exists (written at registration)
+    version: str | None = None  # the pioreactord version of the code it runs (its registration)
 
     @property
     def registered(self) -> bool:

@@ -17,12 +17,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .limits import MAX_JOB_ARGS, size_text
+
 
 class BadRunRequest(ValueError):
     """The payload cannot be turned into a command line; the message says why."""
 
 
 def parse(payload: bytes) -> list[str]:
+    if len(payload) > MAX_JOB_ARGS:  # refused before parsing: never echoed, never forked
+        raise BadRunRequest(f"payload is {size_text(len(payload))} (at most "
+                            f"{size_text(MAX_JOB_ARGS)} of job arguments)")
     try:
         request = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -1,35 +1,35 @@
-"""The only SQLite writer: one thread, batched transactions, WAL.
+"""The only SQLite writer: one thread, batched transactions, WAL; it survives every SQLite error.
 
-The main loop never touches the database file: it queues rows here and goes on. The writer takes
-everything queued (up to `BATCH` rows) and commits it in one transaction, which is what makes a
-burst of log lines cheap (see shared/notes: 35k rows/s one per transaction, 185k batched).
-Readers (`pioctl logs`) open their own read-only connections; WAL lets them read while we write.
+The main loop never touches the database file: it queues rows here (`pending.py`: bounded, job
+rows and settings never dropped) and goes on. The writer takes what is queued (up to `BATCH`
+rows) and commits it in one transaction, one `executemany` per statement.
+
+When a commit fails (disk full, read-only, I/O error) the batch is kept and retried with a backoff
+(`RETRY_MIN`..`RETRY_MAX` s) until it goes through; meanwhile rows queue within their bound. The
+first failure is reported once at ERROR, the recovery once at WARNING with what was dropped —
+through `report`, which the daemon sends to MQTT and the console as well (the database is the
+thing failing). A row SQLite refuses as such (a constraint) is dropped alone, with a console line.
+
+Every `IDENTITY_EVERY` s the writer checks that the path still names the file it writes (deleted
+or replaced: the old content is copied aside and a new database opened); every
+`integrity_interval` s it runs `PRAGMA quick_check` (damaged: the file is moved aside). See
+`dbfile.py`. Readers (`pioctl logs`) open their own read-only connections.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS logs (experiment TEXT NOT NULL, pioreactor_unit TEXT NOT NULL,
-  timestamp TEXT NOT NULL, message TEXT NOT NULL, source TEXT NOT NULL, level TEXT, task TEXT);
-CREATE INDEX IF NOT EXISTS logs_ix ON logs (timestamp);
-CREATE TABLE IF NOT EXISTS pio_job_metadata (job_id INTEGER PRIMARY KEY AUTOINCREMENT,
-  unit TEXT NOT NULL, experiment TEXT NOT NULL, job_name TEXT NOT NULL, job_source TEXT NOT NULL,
-  started_at TEXT NOT NULL, is_running INTEGER NOT NULL, leader TEXT NOT NULL, pid INTEGER NOT NULL,
-  is_long_running_job INTEGER NOT NULL, ended_at TEXT, exit_code INTEGER, end_state TEXT);
-CREATE TABLE IF NOT EXISTS pio_job_published_settings (setting TEXT NOT NULL, value BLOB,
-  proposed_value BLOB, created_at TEXT, updated_at TEXT, job_id INTEGER NOT NULL,
-  UNIQUE(setting, job_id));
--- Ours: a job's published_settings metadata (JSON), so that the next daemon, after a crash, can
--- clear the non-persist settings of a job that ended meanwhile.
-CREATE TABLE IF NOT EXISTS pioreactord_job_settings (job_id INTEGER PRIMARY KEY, settings TEXT NOT NULL);
-"""
+from . import dbfile
+from .dbfile import FileIdentity, StorageError, open_database
+from .pending import MAX_QUEUED_LOG_BYTES, MAX_QUEUED_LOG_LINES, Batch, Pending
+from .protocol import utc_timestamp
 
 INSERT_LOG = "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?)"
 INSERT_JOB = """INSERT INTO pio_job_metadata (job_id, unit, experiment, job_name, job_source,
@@ -42,48 +42,71 @@ UPSERT_SETTING = """INSERT INTO pio_job_published_settings
   (setting, value, created_at, updated_at, job_id) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (setting, job_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"""
 
-BATCH = 500
-_STOP = object()
+BATCH = 2000
+RETRY_MIN, RETRY_MAX = 0.25, 5.0
+IDENTITY_EVERY = 2.0
+DEFAULT_INTEGRITY_INTERVAL = 3600.0
+# Errors of the row itself, not of the disk: retrying cannot help, the row is dropped alone.
+ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError,
+              sqlite3.DataError)
+
+Report = Callable[[str, str], None]  # (level, message), called from the writer thread
 
 
-def open_database(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
-    return conn
+def _close(conn: sqlite3.Connection | None) -> None:
+    try:
+        if conn is not None:
+            conn.close()  # a second close is a no-op
+    except sqlite3.Error:
+        pass  # a damaged file may fail its last checkpoint; the connection is gone anyway
+
+
+def _console(level: str, message: str) -> None:
+    print(f"pioreactord: {level}: {message}", flush=True)
 
 
 class Sink:
-    """Queue of (sql, params) written by one thread. `read_*` helpers run before the thread starts."""
+    """Queue of rows written by one thread. `read_*` helpers run before the thread starts."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, report: Report = _console,
+                 integrity_interval: float = DEFAULT_INTEGRITY_INTERVAL) -> None:
         self.path = path
-        self._conn = open_database(path)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._report = report
+        self._conn: sqlite3.Connection | None = open_database(path, report)
+        self._identity = FileIdentity.of(path)
+        self._pending = Pending(UPSERT_SETTING)
         self._thread = threading.Thread(target=self._run, name="sqlite-sink", daemon=True)
-        self._idle = threading.Event()
+        self._integrity_interval = integrity_interval
+        self._next_identity = time.monotonic() + IDENTITY_EVERY
+        self._next_integrity = time.monotonic() + integrity_interval
+        self._busy = 0  # rows of the batch the writer holds, not yet committed
+        self._stopping = False
+        self._state: dict[str, Any] = {"ok": True, "since": utc_timestamp(), "error": None}
 
     # --- start-up reads (main thread, before start()) ------------------------------------------
+    def _reader(self) -> sqlite3.Connection:
+        assert self._conn is not None
+        return self._conn
+
     def next_job_id(self) -> int:
-        row = self._conn.execute("SELECT COALESCE(MAX(job_id), 0) FROM pio_job_metadata").fetchone()
-        seq = self._conn.execute(
+        conn = self._reader()
+        row = conn.execute("SELECT COALESCE(MAX(job_id), 0) FROM pio_job_metadata").fetchone()
+        seq = conn.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'pio_job_metadata'").fetchone()
         return max(row[0], seq[0] if seq else 0) + 1
 
     def running_rows(self) -> list[sqlite3.Row]:
         """Jobs marked running by a previous daemon (to adopt or to close as lost)."""
-        self._conn.row_factory = sqlite3.Row
+        conn = self._reader()
+        conn.row_factory = sqlite3.Row
         try:
-            return self._conn.execute(
-                "SELECT * FROM pio_job_metadata WHERE is_running = 1").fetchall()
+            return conn.execute("SELECT * FROM pio_job_metadata WHERE is_running = 1").fetchall()
         finally:
-            self._conn.row_factory = None
+            conn.row_factory = None
 
     def settings_meta_of(self, job_id: int) -> dict[str, dict[str, Any]]:
         """The published_settings metadata a job registered with ({} if unknown)."""
-        row = self._conn.execute(
+        row = self._reader().execute(
             "SELECT settings FROM pioreactord_job_settings WHERE job_id = ?", (job_id,)).fetchone()
         try:
             return dict(json.loads(row[0])) if row else {}
@@ -95,50 +118,218 @@ class Sink:
         self._thread.start()
 
     def write(self, sql: str, params: tuple) -> None:
-        self._idle.clear()
-        self._queue.put((sql, params))
+        if sql == INSERT_LOG:
+            self._pending.add_logs([params])
+        else:
+            self._pending.add_row(sql, params)
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Flush everything queued, then stop the writer."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
-        self._conn.close()
+    def write_logs(self, rows: list[tuple]) -> None:
+        """Many INSERT_LOG rows at once (one lock, one wake-up)."""
+        if rows:
+            self._pending.add_logs(rows)
+
+    def state(self) -> dict[str, Any]:
+        """For `pioctl status`: ok, since, error, queued, dropped, path (cheap, thread-safe)."""
+        with self._pending.changed:
+            return {**self._state, "queued": len(self._pending) + self._busy,
+                    "dropped": self._pending.dropped, "path": str(self.path)}
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every queued row is committed (tests and shutdown use it)."""
-        self._idle.clear()
-        self._queue.put(None)
-        return self._idle.wait(timeout)
+        with self._pending.changed:
+            return self._pending.changed.wait_for(
+                lambda: not len(self._pending) and not self._busy, timeout)
 
+    def close(self, timeout: float = 10.0) -> None:
+        """Write everything queued (one last try if the database is failing), then stop."""
+        with self._pending.changed:
+            self._stopping = True
+            self._pending.changed.notify_all()
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        if not self._thread.is_alive() and self._conn is not None:
+            self._conn.close()
+
+    # --- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            batch = [item]
-            while len(batch) < BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            rows = [b for b in batch if b is not None and b is not _STOP]
-            if rows:
-                self._commit(rows)
-            if self._queue.empty():
-                self._idle.set()
-            if _STOP in batch:
-                return
+            try:
+                if not self._write_next():
+                    return
+            except Exception as exc:  # noqa: BLE001 - a bug here must not stop every later write
+                self._report("ERROR", f"internal error in the SQLite writer (it goes on): {exc!r}")
+                self._sleep(RETRY_MAX)
+            finally:
+                with self._pending.changed:
+                    self._busy = 0
+                    self._pending.changed.notify_all()
 
-    def _commit(self, rows: list[tuple[str, tuple]]) -> None:
+    def _write_next(self) -> bool:
+        """Write the next batch, retrying until it goes through; False once stopped."""
+        batch = self._next_batch()
+        if batch is None:
+            return False
+        self._check_file()
+        backoff = RETRY_MIN
+        while batch and not self._commit(batch):
+            if self._stopping:
+                _console("ERROR", f"{len(batch) + len(self._pending)} rows could not be "
+                                  f"written to {self.path} before exiting")
+                return False
+            self._sleep(backoff)
+            backoff = min(backoff * 2, RETRY_MAX)
+            self._check_file()
+        return True
+
+    def _next_batch(self) -> Batch | None:
+        """Wait for rows (or the next file check); None once stopping with nothing left."""
+        with self._pending.changed:
+            while not len(self._pending):
+                if self._stopping:
+                    return None
+                wait = min(self._next_identity, self._next_integrity) - time.monotonic()
+                if wait <= 0:
+                    break
+                self._pending.changed.wait(wait)
+            batch = self._pending.take(BATCH)
+            self._busy = len(batch)
+            return batch
+
+    def _sleep(self, seconds: float) -> None:
+        with self._pending.changed:
+            if not self._stopping:
+                self._pending.changed.wait_for(lambda: self._stopping, seconds)
+
+    def _commit(self, batch: Batch) -> bool:
+        """True once the batch is written (rows SQLite refuses are dropped alone); False if the
+        database cannot be written now (the batch is kept for the next try)."""
         try:
-            self._conn.execute("BEGIN")
-            for sql, params in rows:
+            if self._conn is None:
+                self._conn = open_database(self.path, self._report)
+                self._identity = FileIdentity.of(self.path)
+            self._transaction(self._conn, batch)
+        except ROW_ERRORS as exc:
+            self._rollback()
+            return self._one_by_one(batch, exc)
+        except (sqlite3.Error, StorageError, OSError) as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error) and dbfile.is_corruption(exc):
+                self._replace("corrupt", str(exc))  # the batch goes to the new file next try
+            else:
+                self._failing(exc)
+            return False
+        self._recovered()
+        return True
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, batch: Batch) -> None:
+        conn.execute("BEGIN")
+        for sql, params in batch.rows:
+            conn.execute(sql, params)
+        if batch.logs:
+            conn.executemany(INSERT_LOG, batch.logs)
+        conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """After a failed COMMIT SQLite may have rolled back already: ROLLBACK only if needed."""
+        try:
+            if self._conn is not None and self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the connection is unusable; the next try reports what is wrong
+
+    def _one_by_one(self, batch: Batch, batch_error: Exception) -> bool:
+        """Never lose a whole batch to one bad row: write each alone, drop the bad ones."""
+        assert self._conn is not None
+        rows = [*batch.rows, *((INSERT_LOG, row) for row in batch.logs)]
+        for index, (sql, params) in enumerate(rows):
+            try:
                 self._conn.execute(sql, params)
-            self._conn.execute("COMMIT")
+            except ROW_ERRORS as exc:
+                _console("ERROR", f"sqlite write failed ({exc}; batch error {batch_error}): "
+                                  f"{sql.split()[0]} {params!r:.200}")
+            except sqlite3.Error:  # the disk, not the row: keep the rest for the next try
+                batch.rows, batch.logs = rows[index:], []
+                return False
+        return True
+
+    # --- state and reports ---------------------------------------------------------------------
+    def _failing(self, exc: Exception) -> None:
+        with self._pending.changed:
+            first = self._state["ok"]
+            self._state = {"ok": False, "since": utc_timestamp() if first else self._state["since"],
+                           "error": str(exc)}
+        if first:
+            self._report("ERROR", (
+                f"cannot write the SQLite database {self.path} ({exc}): log lines, job rows and "
+                f"settings are kept in memory and retried every {RETRY_MAX:g} s; beyond "
+                f"{MAX_QUEUED_LOG_LINES} log lines or {MAX_QUEUED_LOG_BYTES >> 20} MiB the oldest "
+                "DEBUG/INFO lines are dropped from SQLite (MQTT and the log file still get them). "
+                "Free space on that disk or fix its permissions"))
+
+    def _recovered(self) -> None:
+        """Said once everything queued is written: a disk at the edge of full lets a commit
+        through now and then, which is not yet a recovery (and must not re-say the ERROR)."""
+        with self._pending.changed:
+            if self._state["ok"]:
+                return
+            if len(self._pending):
+                self._state["error"] = None  # writing again, catching up
+                return
+            failed_since = self._state["since"]
+            self._state = {"ok": True, "since": utc_timestamp(), "error": None}
+            dropped = self._pending.dropped
+        self._report("WARNING", f"the SQLite database {self.path} is written again (it failed "
+                                f"from {failed_since}); queued rows are being caught up; "
+                                f"{dropped} log lines dropped from SQLite since start")
+
+    # --- the file under us ---------------------------------------------------------------------
+    def _check_file(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_identity:
+            self._next_identity = now + IDENTITY_EVERY
+            current = FileIdentity.of(self.path)
+            if self._conn is not None and current != self._identity:
+                self._replace("deleted" if current is None else "replaced", "")
+        if now >= self._next_integrity:
+            self._next_integrity = now + self._integrity_interval
+            verdict = dbfile.quick_check(self.path) if self._conn is not None else "ok"
+            if verdict != "ok":
+                self._replace("corrupt", verdict)
+
+    def _replace(self, why: str, detail: str) -> None:
+        """The file is damaged, deleted or replaced: keep the old one aside, open a new one."""
+        old, self._conn = self._conn, None
+        aside, kept = None, ""
+        try:
+            if why == "corrupt":  # closed first: its last checkpoint goes to the file, not aside
+                _close(old)
+                aside = dbfile.set_aside(self.path, why)
+            elif old is not None:  # only our connection still reaches the old content: copy it
+                old.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                aside = dbfile.copy_aside(old, self.path, why)
+            kept = f"the old one is kept as {aside}"
+        except (sqlite3.Error, OSError) as exc:
+            kept = f"the old one could not be kept ({exc})"
+        finally:
+            _close(old)
+        what = {"corrupt": f"is damaged ({detail})", "deleted": "was deleted while in use",
+                "replaced": "was replaced by another file while in use"}[why]
+        carried = self._reopen(aside)
+        self._report("ERROR", f"the SQLite database {self.path} {what}; {kept}; writing to "
+                              f"{'a new database' if why != 'replaced' else 'the file now'} at "
+                              f"{self.path}{carried}")
+
+    def _reopen(self, aside: Path | None) -> str:
+        try:
+            self._conn = open_database(self.path, self._report)
+            self._identity = FileIdentity.of(self.path)
+        except StorageError as exc:
+            return f" (not yet: {exc}; retrying)"
+        if aside is None:
+            return ""
+        try:
+            count = dbfile.carry_over_running(self._conn, aside)
         except sqlite3.Error as exc:
-            # Never lose the whole batch to one bad row: retry them one by one, report the bad.
-            self._conn.execute("ROLLBACK")
-            for sql, params in rows:
-                try:
-                    self._conn.execute(sql, params)
-                except sqlite3.Error as row_exc:
-                    print(f"pioreactord: sqlite write failed ({row_exc}; batch error {exc}): "
-                          f"{sql.split()[0]} {params!r:.200}", flush=True)
+            return f" (the running jobs' rows could not be carried over: {exc})"
+        return f" ({count} running jobs' rows carried over)" if count else ""

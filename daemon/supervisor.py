@@ -10,7 +10,6 @@ SQLite) -> ending.py (`stop`, escalation, `finish`: what its end means and what 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -161,7 +160,9 @@ class Supervisor(Ending):
         self.registry.attach(job, identity)
         job.source = str(msg.get("source") or job.source)
         job.settings = {k: dict(v) for k, v in (msg.get("settings") or {}).items()}
-        job.is_long_running = bool(msg.get("long_running", True))
+        job.is_long_running = bool(msg.get("long_running", False))
+        job.experiment = str(msg.get("experiment") or job.experiment)  # `$experiment`, say
+        job.version = str(msg["version"]) if msg.get("version") else None
         if job.row_written:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:
@@ -230,12 +231,10 @@ class Supervisor(Ending):
         """A job's log line, stamped when the job emitted it (lines buffered while the daemon
         was away keep their time); a job not registered (yet) says its experiment itself."""
         experiment = job.experiment if job else str(msg.get("experiment") or self._experiment())
-        record = LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
-                               str(msg.get("task") or (job.name if job else "?")), experiment,
-                               str(msg.get("source") or (job.source if job else "app")))
-        if msg.get("timestamp"):
-            record = dataclasses.replace(record, timestamp=str(msg["timestamp"]))
-        self.hub.emit(record)
+        self.hub.emit(LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
+                                    str(msg.get("task") or (job.name if job else "?")), experiment,
+                                    str(msg.get("source") or (job.source if job else "app")),
+                                    timestamp=str(msg.get("timestamp") or "")))
 
     # --- adoption after a daemon restart ------------------------------------------------------
     def adopt_previous_jobs(self, pipes: dict[int, tuple[int | None, int | None]] | None = None) -> None:

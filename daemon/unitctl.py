@@ -27,7 +27,7 @@ from pathlib import Path
 
 # EXIT_STATUS values of the unit's RestartPreventExitStatus=: systemd does not restart after them.
 NO_RESTART_STATUSES = frozenset({"78"})
-TERM_GRACE = 3.0  # seconds between SIGTERM and SIGKILL for what the daemon left behind
+TERM_GRACE = 3.0  # SIGTERM -> SIGKILL for what the daemon left (its jobs: they cannot reach it)
 KILL_GRACE = 5.0  # then how long SIGKILLed processes get to disappear
 RELOAD_TIMEOUT = 50.0  # below the unit's TimeoutStartSec=, which also bounds ExecReload=
 CGROUP_ROOTS = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup", "/sys/fs/cgroup/systemd")

@@ -1,6 +1,7 @@
 """Which jobs can be started, and from where: built-in jobs, `*.py` in plugins_dir, and entry
 points in the group `pioreactor.plugins`. A module attribute `click_<name>` that is a click
-command is a startable job named by the command.
+command is a startable job named by the command, and so is a command the module registers on
+Pioreactor's `pioreactor.cli.run.run` group (`@run.command(name=...)`) while it is imported.
 
 `python -m pioreactor.catalog --json` prints the list (pioctl jobs runs it through the daemon). A
 plugin that fails to import is listed with its error and never stops the others.
@@ -12,6 +13,7 @@ import functools
 import importlib
 import importlib.util
 import json
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -68,6 +70,21 @@ def commands_of(module: ModuleType) -> Iterator[click.Command]:
             yield value
 
 
+_registered_on_run: dict[str, list[click.Command]] = {}  # origin -> what its import added to `run`
+
+
+def _commands_loaded(origin: str, loaded: Any, registered_before: set[str]) -> list[click.Command]:
+    """The jobs a source gave: its `click_*` commands and what it added to the `run` group (the
+    first time it was imported in this process: a second load finds the module cached)."""
+    from pioreactor.cli.run import run
+
+    added = [c for n, c in run.commands.items() if n not in registered_before]
+    added = _registered_on_run.setdefault(origin, added) or added
+    commands = [loaded] if isinstance(loaded, click.Command) else \
+        list(loaded) if isinstance(loaded, list) else list(commands_of(loaded))
+    return commands + [c for c in added if all(c is not known for known in commands)]
+
+
 def _load_file(path: Path) -> ModuleType:
     name = f"pioreactor_plugins.{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -105,16 +122,22 @@ def _sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
 
 def discover(stop_at: str | None = None) -> list[Entry]:
     """Every job (or, with `stop_at`, until that job is found: a start imports no more than it must)."""
+    from pioreactor.cli.run import run
+
     entries: list[Entry] = []
     for source, origin, load in _sources(prefer=stop_at):
+        registered_before = set(run.commands)
         try:
             loaded = load()
         except BaseException as exc:  # noqa: BLE001 - SystemExit in a plugin is an error too
             line = traceback.format_exception_only(type(exc), exc)[-1].strip()
             entries.append(Entry(name=source, source=source, origin=origin, error=line))
             continue
-        commands = [loaded] if isinstance(loaded, click.Command) else \
-            loaded if isinstance(loaded, list) else list(commands_of(loaded))
+        commands = _commands_loaded(origin, loaded, registered_before)
+        broken = _bad_name(source, loaded, commands)
+        if broken is not None:  # its names would break MQTT topics: listed, never started
+            entries.append(Entry(name=source, source=source, origin=origin, error=broken))
+            continue
         for command in commands:
             entries.append(Entry(command.name or source, source, origin, command))
             if command.name == stop_at:
@@ -122,8 +145,72 @@ def discover(stop_at: str | None = None) -> list[Entry]:
     return entries
 
 
+def _bad_name(source: str, loaded: Any, commands: list[click.Command]) -> str | None:
+    """Why a plugin's names cannot be used (its source, a command's name, a `job_name` of a
+    class it defines), checked once here with the rule of `pioreactord.names`; None if fine."""
+    from pioreactord.names import BadName, check_job_name, check_source
+
+    classes = [v for v in vars(loaded).values() if isinstance(v, type)
+               and v.__module__ == loaded.__name__] \
+        if source != "app" and isinstance(loaded, ModuleType) else []
+    try:
+        if source != "app":
+            check_source(source)
+        for command in commands:
+            check_job_name(command.name or source)
+        for cls in classes:
+            if isinstance(vars(cls).get("job_name"), str):
+                check_job_name(vars(cls)["job_name"])
+    except BadName as exc:
+        return str(exc)
+    return None
+
+
 def find(name: str) -> Entry | None:
     return next((e for e in discover(stop_at=name) if e.name == name and e.command), None)
+
+
+def not_found_reason(name: str, entries: list[Entry]) -> str:
+    """Why `name` is not a startable job: a plugin that failed to import and would have given it
+    (it says so in its UI job files, or its name contains the job's), else the known jobs."""
+    broken = [e for e in entries if e.error]
+    for entry in broken:
+        if name in _jobs_declared_by(entry) or _name_in(name, entry.source):
+            return f"{name}: plugin {entry.source} failed to import: {entry.error}"
+    known = sorted({e.name for e in entries if e.command})
+    message = f"unknown job {name!r} (known: {', '.join(known) or 'none'})"
+    if broken:
+        failed = "; ".join(f"{e.source}: {e.error}" for e in broken)
+        message += f"; plugins that failed to import: {failed}"
+    return message
+
+
+def _name_in(name: str, source: str) -> bool:
+    words = source.lower().replace("-", "_").split("_")
+    wanted = name.lower().split("_")
+    return any(words[i:i + len(wanted)] == wanted for i in range(len(words)))
+
+
+def _jobs_declared_by(entry: Entry) -> set[str]:
+    """`job_name:` of the plugin's UI job descriptions (ui/contrib/jobs/*.yaml in its package),
+    read without importing it."""
+    module = entry.origin.removeprefix("entry point ").split(":")[0]
+    if not entry.origin.startswith("entry point "):
+        return set()
+    try:
+        spec = importlib.util.find_spec(module.split(".")[0])
+    except (ImportError, ValueError):
+        return set()
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    names = set()
+    for folder in folders:
+        for path in Path(folder).glob("ui/contrib/jobs/*.y*ml"):
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            names.update(re.findall(r"^job_name:\s*['\"]?([A-Za-z0-9_]+)", text, re.MULTILINE))
+    return names
 
 
 def main() -> None:

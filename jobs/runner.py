@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     import click
 
     from pioreactor.background_jobs.base import JobAlreadyRunning
-    from pioreactor.catalog import discover, find
+    from pioreactor.catalog import discover, find, not_found_reason
     from pioreactor.utils.pwm import PWMLockError
 
     try:
@@ -33,8 +33,7 @@ def main(argv: list[str]) -> int:
         print(f"cannot look up job {name!r}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if entry is None:
-        known = sorted({e.name for e in discover() if e.command})
-        print(f"unknown job {name!r} (known: {', '.join(known) or 'none'})", file=sys.stderr)
+        print(not_found_reason(name, discover()), file=sys.stderr)
         return EXIT_UNKNOWN_JOB
     os.environ[SOURCE_ENV] = entry.source
     assert entry.command is not None

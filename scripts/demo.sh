@@ -25,7 +25,9 @@ if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
 else
   port=18830
   printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$port" > "$root/mosquitto.conf"
-  "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$root/mosquitto.conf" >"$root/mosquitto.log" 2>&1 &
+  # Its own session: Ctrl-C (SIGINT to the terminal's process group) must reach the daemon, which
+  # stops its jobs through this broker, not the broker itself (mosquitto handles SIGINT).
+  setsid "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$root/mosquitto.conf" >"$root/mosquitto.log" 2>&1 &
   broker_pid=$!
   trap 'kill $broker_pid 2>/dev/null || true' EXIT
   echo "==> started a demo broker on localhost:$port"

@@ -73,6 +73,7 @@ LEADER=
 SUB_PID= # the test's mosquitto_sub (its nsenter, on the host side)
 STIRRING_PID=
 PLUGIN_PID=
+STIRRING_PINS=
 MQTT_LOG= # what the watcher saw: "unixtime topic payload" lines
 UPGRADE_VERSION=
 BINFMT_MOUNTED=0
@@ -387,6 +388,7 @@ check_watched() {
     pins=$(inside pioctl locks --json | /usr/bin/python3 -c 'import json, sys
 print(" ".join(str(r["pin"]) for r in json.load(sys.stdin) if r["job_name"] == "stirring" and r["pid"] == int(sys.argv[1])))' "$STIRRING_PID")
     [ -n "$pins" ] || die "stirring ($STIRRING_PID) holds no pin: $(inside pioctl locks --json)"
+    STIRRING_PINS=$pins
     wait_for 5 "pwms/dc with stirring's pin on" last_dc_on "$pins"
 }
 
@@ -397,14 +399,25 @@ dc = json.loads(sys.stdin.read() or "{}")
 sys.exit(0 if all(float(dc.get(pin, 0)) > 0 for pin in sys.argv[1:]) else 1)' $1
 }
 
+# How many pwms/dc messages from line $1 of the watcher's log on show one of pins $2... off.
+pins_shown_off() {
+    local from=$1
+    shift
+    tail -n "+$from" "$MQTT_LOG" | grep ' pioreactor/[^/]*/[^/]*/pwms/dc ' | cut -d' ' -f3- |
+        /usr/bin/python3 -c 'import json, sys
+print(sum(1 for line in sys.stdin if not all(float(json.loads(line or "{}").get(p, 0)) > 0 for p in sys.argv[1:])))' "$@"
+}
+
 # survive ACTION [VERSION]: the daemon goes through ACTION; the jobs survive it (e2e_probe.py).
 survive() {
-    local report cursor
+    local report cursor from
+    from=$(($(wc -l <"$MQTT_LOG") + 1))
     cursor=$(journal_cursor)
     report=$(inside $PROBE survive "$1" "stirring=$STIRRING_PID,$PLUGIN=$PLUGIN_PID" ${2:+--version "$2"}) ||
         die "the jobs did not survive $1 (journal: $(journal_since "$cursor" | tail -20))"
     log "$1: $report"
     check_watched
+    log "$1: pwms/dc showed stirring's pin off $(pins_shown_off "$from" $STIRRING_PINS) time(s) meanwhile"
     inside $PROBE db >/dev/null
     if grep -q 'stop-sweep: keeping' <<<"$(journal_since "$cursor")"; then
         log "the stop-sweep kept them: $(journal_since "$cursor" | grep -o 'stop-sweep: keeping.*' | cut -c1-160)"

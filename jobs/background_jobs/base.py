@@ -21,6 +21,7 @@ after a daemon restart and hardware requests are the job's DaemonLink (link.py).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -33,6 +34,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from pioreactord import __version__
 from pioreactord.protocol import JOB_TOKEN_ENV, SOURCE_ENV, to_wire, topic_matches, utc_timestamp
 
 from ..logging import NOTICE, job_logger
@@ -41,7 +43,7 @@ from . import running
 from .daemon_mqtt import DaemonMqtt, PahoCallback
 from .hooks import TransitionHooks
 from .link import DaemonLink, JobAlreadyRunning
-from .settings import SettingRefused, cast_value, normalise_settings
+from .settings import SettingRefused, cast_value, normalise_settings, with_unit
 from .stdio_guard import guard_standard_streams
 
 __all__ = ["NOTICE", "BackgroundJob", "JobAlreadyRunning", "Message"]
@@ -62,6 +64,7 @@ class BackgroundJob(TransitionHooks):
 
     published_settings: dict[str, dict[str, Any]] = {}
     job_name: str | None = None  # may be set on the class instead of passed to __init__
+    _IS_LONG_RUNNING = False  # LongRunning* classes (contrib.py): spared by `pioctl stop --all`
 
     # Plain attributes: only the names in `published_settings` publish when assigned.
     unit: str
@@ -70,7 +73,7 @@ class BackgroundJob(TransitionHooks):
     source: str
     logger: logging.Logger
     _meta: dict[str, dict[str, Any]]
-    _subscriptions: list[tuple[str, Callable[[Message], Any], bool]]
+    _subscriptions: dict[str, tuple[Callable[[Message], Any], bool]]  # pattern -> (callback, allow_retained)
     _lock: threading.RLock  # one state transition at a time
     _link: DaemonLink
 
@@ -89,7 +92,7 @@ class BackgroundJob(TransitionHooks):
         self.state = self.INIT
         self.source = source or os.environ.get(SOURCE_ENV) or _default_source(type(self))
         self._meta = normalise_settings(type(self).published_settings)
-        self._subscriptions = []  # (pattern, callback, allow_retained)
+        self._subscriptions = {}
         self._lock = threading.RLock()
         self._link = DaemonLink(self.job_name, self._describe, self._on_daemon_event,
                                 report=lambda text: self.logger.error(text))
@@ -102,17 +105,28 @@ class BackgroundJob(TransitionHooks):
             guard_standard_streams(self.send_log)
         running.add(self)
         self._send_state(self.INIT)
+        self.logger.debug("Init.")
+        try:
+            self.on_init()
+        except BaseException:
+            self._init_failed()
+            raise
         if getattr(self, "_init_depth", 0) == 0:  # constructed directly, not through a subclass
             self._init_finished()
 
     def _describe(self, adopt: bool) -> dict[str, Any]:
         """Who this job is, for its registration; with `adopt`, also everything it holds."""
         values = {n: self._wire(getattr(self, n, None)) for n in self._meta} if adopt else {}
+        from pioreactor.cli.pio import JOBS_TO_SKIP_KILLING
+
+        long_running = self._IS_LONG_RUNNING or self.job_name in JOBS_TO_SKIP_KILLING
         return {"job_name": self.job_name, "token": os.environ.get(JOB_TOKEN_ENV) or None,
                 "unit": self.unit, "experiment": self.experiment, "source": self.source,
+                "long_running": long_running,
                 "settings": self._meta, "adopt": adopt, "values": values,
                 "state": self.state if adopt else None,
-                "subscriptions": sorted({p for p, _, _ in self._subscriptions})}
+                "subscriptions": sorted(self._subscriptions),
+                "version": __version__}
 
     # --- hardware ------------------------------------------------------------------------------
     def hardware_request(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +181,12 @@ class BackgroundJob(TransitionHooks):
             with self._link.send_lock:
                 self.state = new_state
                 self._send_state(new_state)
+            self._log_state(new_state)
+
+    def _log_state(self, state: str) -> None:
+        """`Ready.`, `Disconnected.` at INFO, `Sleeping.` at DEBUG: lines Pioreactor's tools read."""
+        self.logger.log(logging.INFO if state in (self.READY, self.DISCONNECTED) else logging.DEBUG,
+                        f"{state.capitalize()}.")
 
     def _run_hooks(self, old: str, new: str) -> BaseException | None:
         names = [f"on_{old}_to_{new}", f"on_{new}"] + (["on_disconnect"] if new == self.DISCONNECTED else [])
@@ -186,7 +206,12 @@ class BackgroundJob(TransitionHooks):
         for name in self._meta:  # class defaults (e.g. `intensity = 0`) are published too
             if getattr(self, name, None) is not None:
                 self._send_setting(name, getattr(self, name))
+        self._before_ready()
         self.set_state(self.READY)
+
+    def _before_ready(self) -> None:
+        """After the outermost __init__, before init -> ready (the OD-dodging classes start here,
+        when the subclass's attributes exist)."""
 
     def _init_failed(self) -> None:
         if "_link" in self.__dict__ and self.state != self.DISCONNECTED:
@@ -200,6 +225,7 @@ class BackgroundJob(TransitionHooks):
             self._run_hooks(self.state, self.DISCONNECTED)
             self.state = self.DISCONNECTED
             self._send_state(self.DISCONNECTED)
+            self._log_state(self.DISCONNECTED)
             if clean:
                 self._link.say_goodbye()
             else:
@@ -229,9 +255,12 @@ class BackgroundJob(TransitionHooks):
 
     def subscribe_and_callback(self, callback: Callable[[Message], Any], subscriptions: str | list[str],
                                allow_retained: bool = True, qos: int = 2) -> None:
+        """Call `callback(message)` for each message on the topic(s) (MQTT wildcards allowed). A
+        topic subscribed again gets the new callback instead of the old one, as paho's
+        message_callback_add does. `allow_retained=False`: messages the broker kept are skipped."""
         patterns = [subscriptions] if isinstance(subscriptions, str) else list(subscriptions)
         for pattern in patterns:
-            self._subscriptions.append((pattern, callback, allow_retained))
+            self._subscriptions[pattern] = (callback, allow_retained)
         self._link.send({"t": "subscribe", "patterns": patterns})
 
     @property
@@ -256,7 +285,7 @@ class BackgroundJob(TransitionHooks):
             self._remote_state(header)
 
     def _deliver(self, message: Message) -> None:
-        for pattern, callback, allow_retained in list(self._subscriptions):
+        for pattern, (callback, allow_retained) in list(self._subscriptions.items()):
             if (message.retain and not allow_retained) or not topic_matches(pattern, message.topic):
                 continue
             try:
@@ -268,11 +297,15 @@ class BackgroundJob(TransitionHooks):
     def _apply_set(self, setting: str, raw: str) -> dict[str, Any]:
         try:
             value = cast_value(setting, raw, self._meta)
+            previous = copy.copy(getattr(self, setting, None))
             setter = getattr(self, f"set_{setting}", None)
             if callable(setter):
                 setter(value)
             else:
                 setattr(self, setting, value)
+            unit = self._meta[setting].get("unit")
+            self.logger.info(f"Updated {setting} from {with_unit(previous, unit)} to "
+                             f"{with_unit(getattr(self, setting, None), unit)}.")
         except SettingRefused as exc:
             self.logger.log(exc.level, str(exc))
             return {"ok": False, "error": str(exc), "code": exc.code}
@@ -335,3 +368,20 @@ def _default_source(cls: type) -> str:
     if module == "__main__":
         return os.path.splitext(os.path.basename(sys.argv[0] or "main"))[0] or "app"
     return module.rsplit(".", 1)[-1]
+
+
+_ELSEWHERE = {  # Pioreactor's other job classes, importable from this module as plugins do
+    "BackgroundJobContrib": "contrib", "LongRunningBackgroundJob": "contrib",
+    "LongRunningBackgroundJobContrib": "contrib", "BackgroundJobWithDodging": "dodging",
+    "BackgroundJobWithDodgingContrib": "dodging",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Loaded on first use (PEP 562): they subclass BackgroundJob, so they cannot be imported
+    while this module is still being defined."""
+    if name in _ELSEWHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{_ELSEWHERE[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from pioreactor.exc import HardwareRequestError, PWMLockError
+from pioreactor.exc import HardwareRequestError, JobPresentError, PWMLockError
 from pioreactord.protocol import JOB_SOCKET_ENV
 
 from ..channel import Channel, RequestFailed, check_daemon_listening
@@ -25,7 +25,7 @@ from .stdio_guard import reroute_orphaned_output
 RELEASE_OPS = frozenset({"pwm_off", "unlock"})
 
 
-class JobAlreadyRunning(RuntimeError):
+class JobAlreadyRunning(JobPresentError):
     """The daemon refused registration: another instance of this job runs (the message says
     which pid). Raised by the constructor before the job published or touched anything."""
 

@@ -74,3 +74,10 @@ def _cast(raw: str, datatype: str) -> Any:
     if datatype == "json":
         return json.loads(text)
     return raw
+
+
+def with_unit(value: Any, unit: str | None, limit: int = 40) -> str:
+    """A value as Pioreactor's `Updated ...` lines show it: `10.0%`, `500.0 RPM`, `True`; cut to
+    `limit` characters with `...`."""
+    text = f"{value}" if unit is None else f"{value}{unit}" if unit == "%" else f"{value} {unit}"
+    return text[:limit] + ("..." if len(text) > limit else "")

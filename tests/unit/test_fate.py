@@ -266,9 +266,9 @@ KILLED = ExitInfo(-9, "SIGKILL")
 @pytest.mark.parametrize("registers, says_bye, exit_info, end_state, reply_code, level", [
     (True, True, ExitInfo(0), "disconnected", None, "INFO"),
     (True, True, ExitInfo(None), "disconnected", None, "INFO"),  # adopted: status unknown
-    (True, True, ExitInfo(1), "lost", None, "ERROR"),
-    (True, False, ExitInfo(0), "lost", None, "ERROR"),
-    (True, True, KILLED, "lost", None, "ERROR"),
+    (True, True, ExitInfo(1), "lost", None, "ERROR+Lost."),  # the ERROR, then `Lost.` at INFO
+    (True, False, ExitInfo(0), "lost", None, "ERROR+Lost."),
+    (True, True, KILLED, "lost", None, "ERROR+Lost."),
     (False, False, ExitInfo(0), None, "finished", "INFO"),  # a short action
     (False, False, ExitInfo(EXIT_UNKNOWN_JOB), None, "unknown_job", None),
     (False, False, ExitInfo(EXIT_REFUSED), None, "already_running", None),
@@ -295,7 +295,11 @@ def test_the_verdict_of_each_end(bench, registers, says_bye, exit_info, end_stat
         assert replies[-1]["ok"] and replies[-1]["result"]["finished"]
     elif reply_code:
         assert replies[-1]["code"] == reply_code
-    assert bench.hub.levels()[-1:] == ([level] if level else [])
+    if level == "ERROR+Lost.":
+        assert bench.hub.levels()[-2:] == ["ERROR", "INFO"]
+        assert bench.hub.records[-1].message == "Lost."
+    else:
+        assert bench.hub.levels()[-1:] == ([level] if level else [])
     assert "stirring" not in bench.registry.jobs and job.pidfd not in bench.loop.handlers
 
 
@@ -304,9 +308,10 @@ def test_a_lost_jobs_error_line_carries_its_exit_and_stderr_tail(bench):
     bench.register(job)
     job.output.stderr_tail.extend(["Traceback (most recent call last):", "ValueError: boom"])
     bench.end(job, ExitInfo(1))
-    assert bench.hub.records[-1].message == (
+    assert bench.hub.records[-2].message == (
         f"stirring exited with code 1 (pid {job.pid}); state lost\n"
         "Traceback (most recent call last):\nValueError: boom")
+    assert (bench.hub.records[-1].level, bench.hub.records[-1].message) == ("INFO", "Lost.")
 
 
 # --- what finish releases ------------------------------------------------------------------------

@@ -36,3 +36,10 @@ def test_bad_requests_say_what_is_wrong(payload, says):
     with pytest.raises(BadRunRequest) as caught:
         parse(payload)
     assert says in str(caught.value)
+
+
+def test_an_oversized_request_is_refused_with_its_size():
+    payload = ('{"options": {"initial_dc": "' + "9" * 10_000_000 + '"}}').encode()
+    with pytest.raises(BadRunRequest) as refused:
+        parse(payload)
+    assert str(refused.value) == "payload is 9.5 MiB (at most 64.0 KiB of job arguments)"

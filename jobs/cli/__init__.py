@@ -1,0 +1,1 @@
+"""`pioreactor.cli`: the command-line names plugins register their jobs with."""
