@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -36,10 +37,16 @@ def build_venv(where: Path) -> Path:
     return where
 
 
-def timed(argv: list[str], env: dict[str, str]) -> float:
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall ms, CPU ms: user + system of the child). CPU time hardly depends on what else the
+    machine runs, so it is the steadier figure on a shared machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return (time.perf_counter() - began) * 1000
+    wall = (time.perf_counter() - began) * 1000
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+    return wall, cpu
 
 
 def commands(venv: Path, live: Path, dead: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -56,7 +63,7 @@ def commands(venv: Path, live: Path, dead: Path) -> dict[str, tuple[list[str], d
             "pioctl status, no daemon (exit 3)": ([pioctl, "status"], no_daemon)}
 
 
-def measure(venv: Path, rounds: int) -> dict[str, list[float]]:
+def measure(venv: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
     broker = Broker()
     daemon, dead = Daemon(broker.port), Daemon(broker.port)
     try:
@@ -65,7 +72,7 @@ def measure(venv: Path, rounds: int) -> dict[str, list[float]]:
         table = commands(venv, daemon.config, dead.config)
         for argv, env in table.values():  # warm the page cache and the .pyc files
             timed(argv, env)
-        times: dict[str, list[float]] = {name: [] for name in table}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in table}
         for _ in range(rounds):
             for name, (argv, env) in table.items():
                 times[name].append(timed(argv, env))
@@ -76,13 +83,18 @@ def measure(venv: Path, rounds: int) -> dict[str, list[float]]:
         broker.stop()
 
 
-def report(times: dict[str, list[float]]) -> None:
-    base = statistics.median(times[YARDSTICK])
-    print(f"{'command':36}{'median':>9}{'min':>8}{'max':>8}{'ratio':>8}")
-    for name, values in times.items():
-        median = statistics.median(values)
-        print(f"{name:36}{median:7.1f}ms{min(values):7.1f} {max(values):7.1f} {median / base:6.1f}x")
-    print(f"(n={len(times[YARDSTICK])} each, interleaved; ratio = median / median of {YARDSTICK})")
+def report(times: dict[str, list[tuple[float, float]]]) -> None:
+    walls = {name: [w for w, _ in values] for name, values in times.items()}
+    cpus = {name: [c for _, c in values] for name, values in times.items()}
+    base_wall, base_cpu = statistics.median(walls[YARDSTICK]), statistics.median(cpus[YARDSTICK])
+    print(f"{'command':36}{'wall median':>12}{'min':>7}{'max':>7}{'ratio':>7}"
+          f"{'CPU median':>12}{'ratio':>7}")
+    for name in times:
+        wall, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        print(f"{name:36}{wall:10.1f}ms{min(walls[name]):7.1f}{max(walls[name]):7.1f}"
+              f"{wall / base_wall:6.1f}x{cpu:10.1f}ms{cpu / base_cpu:6.1f}x")
+    print(f"(n={len(walls[YARDSTICK])} each, interleaved; ratio = median / median of {YARDSTICK}; "
+          f"CPU = user + system time of the command's process)")
 
 
 def main() -> None:

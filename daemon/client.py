@@ -23,12 +23,15 @@ import struct
 import time
 from collections.abc import Iterator
 
-from .protocol import VERSION
+from .limits import MAX_FRAME, size_text
 
 TYPE_CHECKING = False  # typing itself costs an import; mypy reads the block below
 if TYPE_CHECKING:
     from typing import Any
 
+# protocol.VERSION, not imported: protocol.py pulls in uuid, datetime and typing, a tenth of a
+# `pioctl status` (tests/unit/test_pioctl_core.py keeps the two equal).
+PROTOCOL_VERSION = 1
 CONTROL_GROUP = "pioreactor"  # the group that may use the sockets (srw-rw----, debian/postinst)
 MAX_REPLY = 64 * 2**20  # bytes: a bigger frame is not a reply of ours
 _SIGNATURE = b"\xff" + b"\x00" * 8 + b"\x7f"
@@ -48,6 +51,10 @@ class TimedOut(Unreachable):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, "timed_out")
+
+
+class TooLarge(ValueError):
+    """A request bigger than the daemon takes (limits.MAX_FRAME): refused here, never sent."""
 
 
 class Refused(Exception):
@@ -81,16 +88,21 @@ def _unreachable(path: str, exc: OSError) -> Unreachable:
 
 def call(socket_path: str, header: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Send `header` (an `id` is added) and return the reply header. Unreachable at once if
-    nobody listens on `socket_path`; TimedOut if no reply comes within `timeout` seconds."""
+    nobody listens on `socket_path`; TimedOut if no reply comes within `timeout` seconds;
+    TooLarge (nothing sent) for a request the daemon would drop."""
     deadline = time.monotonic() + timeout
-    sock = connect_unix(socket_path, timeout)
     request_id = os.urandom(6).hex()
+    request = json.dumps({"v": PROTOCOL_VERSION, **header, "id": request_id},
+                         separators=(",", ":")).encode()
+    if len(request) > MAX_FRAME:  # the daemon's socket would drop it and never answer
+        raise TooLarge(f"the request is {size_text(len(request))} (at most "
+                       f"{size_text(MAX_FRAME)})")
+    sock = connect_unix(socket_path, timeout)
     try:
         sock.sendall(_GREETING + _command(b"READY", {b"Socket-Type": b"DEALER"}))
         reader = _Reader(sock, deadline)
         reader.handshake()  # libzmq drops a peer whose message comes before its own READY
-        sock.sendall(_frame(json.dumps({"v": VERSION, **header, "id": request_id},
-                                       separators=(",", ":")).encode()))
+        sock.sendall(_frame(request))
         while True:
             frames = reader.message()
             try:

@@ -79,10 +79,12 @@ class Context:
     def call(self, cmd: str, args: dict[str, Any] | None = None,
              timeout: float = DEFAULT_TIMEOUT) -> Any:
         """One control request: its result, or exit 3 (cannot be reached) or 1 (refused, timed out)."""
-        from pioreactord.client import TimedOut, Unreachable, call
+        from pioreactord.client import TimedOut, TooLarge, Unreachable, call
 
         try:
             reply = call(self.control_socket, {"t": "call", "cmd": cmd, "args": args or {}}, timeout)
+        except TooLarge as exc:
+            fail(str(exc))
         except TimedOut:
             fail(f"timed out: pioreactord did not answer {cmd!r} within {timeout:g} s (it may "
                  f"still be working on it; see `pioctl status` and `pioctl logs`)")

@@ -96,7 +96,8 @@ def set_(ctx: Context, job: str, setting: str, value: str) -> None:
 @json_option
 @click.pass_obj
 def status(ctx: Context, job: str | None) -> None:
-    """Running jobs: state, pid, experiment, uptime, CPU, memory, settings."""
+    """Broker connection and log sink, then running jobs: state, pid, experiment, uptime, CPU,
+    memory, version, settings (--json: the jobs)."""
     core.status(ctx, job)
 
 

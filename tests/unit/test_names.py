@@ -103,6 +103,20 @@ def test_subscription_filters():
         assert why in str(caught.value)
 
 
+@pytest.mark.parametrize("key, value, why", [
+    ("unit", "pio 1", "not a valid unit name"), ("unit", "$broadcast", "not a valid unit name"),
+    ("experiment", "a/b", "'/'"), ("experiment", "$experiment", "starts with '$'"),
+])
+def test_the_config_refuses_a_unit_or_experiment_mqtt_cannot_carry(tmp_path, key, value, why):
+    from pioreactord.config import Config, ConfigError
+
+    path = tmp_path / "p.ini"
+    path.write_text(f"[pioreactord]\n{key} = {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        Config.load(str(path))
+    assert f"[pioreactord] {key}" in str(caught.value) and why in str(caught.value)
+
+
 def test_experiment_store_refuses_a_bad_name_and_keeps_the_old(tmp_path):
     store = ExperimentStore(tmp_path, "exp1")
     with pytest.raises(ValueError, match="control character U\\+0001"):

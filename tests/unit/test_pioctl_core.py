@@ -66,6 +66,12 @@ def test_a_missing_config_file_is_one_line_and_exit_1(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_the_client_speaks_the_protocol_version():
+    from pioreactord import protocol
+
+    assert client.PROTOCOL_VERSION == protocol.VERSION
+
+
 def test_no_socket_and_a_stale_socket_are_told_apart_at_once(tmp_path):
     with pytest.raises(client.Unreachable) as caught:
         client.call(str(tmp_path / "none.sock"), {"cmd": "ping"}, 5)
@@ -114,6 +120,11 @@ def test_a_call_over_plain_zmtp_gets_its_reply(router):
                                            "result": {"echo": h["args"]}}).encode()]])
     reply = client.call(path, {"t": "call", "cmd": "x", "args": {"big": big}}, 5)
     assert reply["ok"] and reply["result"]["echo"]["big"] == big
+
+
+def test_a_request_too_large_for_the_daemon_is_refused_before_connecting(tmp_path):
+    with pytest.raises(client.TooLarge, match=r"the request is 2.0 MiB \(at most 1.0 MiB\)"):
+        client.call(str(tmp_path / "none.sock"), {"cmd": "set", "value": "x" * 2**21}, 5)
 
 
 def test_no_reply_is_timed_out_not_unreachable(router):
