@@ -35,15 +35,18 @@ from typing import Any
 
 from pioreactord.protocol import FORK_MESSAGE_MAX, ProtocolError, decode, encode
 
+# Everything a start imports: a module first imported after the fork costs every start its import
+# and its pages (tests/integration/test_forkserver.py checks a job imports nothing new).
 PRELOAD = ("click", "zmq", "pioreactor.config", "pioreactor.whoami", "pioreactor.channel",
            "pioreactor.background_jobs.base", "pioreactor.utils.pwm", "pioreactor.catalog",
-           "pioreactor.runner")
+           "pioreactor.runner", "pioreactor.cli.pio", "pioreactor.cli.run", "pioreactord.names")
 STDIO = 3  # stdin, stdout, stderr arrive with each request
 # What a fresh interpreter sets up; every other signal starts at SIG_DFL.
 PYTHON_SIGNALS: dict[int, Any] = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: signal.SIG_IGN,
                   signal.SIGXFSZ: signal.SIG_IGN}
 ACCEPTED = b"taken"  # the spare's answer once it holds a request
 BASE_ENVIRONMENT: dict[str, str] = {}  # the server's os.environ, which every job starts with
+SERVER_MODULES: set[str] = set()  # what the server had imported when it forked the job
 
 
 @dataclass
@@ -64,6 +67,7 @@ def main(argv: list[str]) -> int:
     reset_signals()  # once here: spares and jobs inherit Python's own dispositions and mask
     preload()
     BASE_ENVIRONMENT.update(os.environ)
+    SERVER_MODULES.update(sys.modules)
     gc.freeze()
     server.send(encode({"t": "ready", "pid": os.getpid()})[0])
     request = serve(server)  # returns only in a job process
@@ -222,9 +226,14 @@ def rehearse() -> None:
 
     from pioreactor import catalog
     from pioreactor.channel import Channel
+    from pioreactor.cli.run import run
 
     try:
-        module = catalog._load_file(Path(__file__).with_name("_rehearsal.py"))
+        path = Path(__file__).with_name("_rehearsal.py")
+        registered_before = set(run.commands)
+        module = catalog._load_file(path)  # what catalog.discover does with a plugin's file
+        commands = catalog._commands_loaded(str(path), module, registered_before)
+        catalog._bad_name(path.stem, module, commands)
         module.click_rehearsal.main(args=["--value", "2", "--dry-run"], standalone_mode=False)
         Channel(f"/tmp/pioreactor-rehearsal-{os.getpid()}.sock", "rehearsal",
                 lambda header, payload: None).close()  # nothing listens there: nothing is sent

@@ -603,6 +603,53 @@ check_purge() {
     [ -z "$leftovers" ] || die "processes of the old pioreactor uid $uid remain: $leftovers"
 }
 
+# Pioreactor's published plugins, as a user installs them: `pioctl plugins install` as
+# pioreactor (no root), into /var/lib/pioreactord/plugins, seen by the running daemon's jobs.
+# The container has no network: the wheels come from PyPI on the host (pip download), and pip
+# inside installs those files (PIP_NO_INDEX). Without PyPI on the host the step is skipped
+# (PIOREACTORD_REQUIRE_NETWORK=1 fails it instead).
+PLUGIN_WHEELS="pioreactor-air-bubbler==0.11.0 pioreactor-relay-plugin==0.8.1"
+# plugin_job_ok JOB < `pioctl jobs --json`: JOB is listed, without an import error.
+plugin_job_ok() {
+    python3 -c 'import json, sys; sys.exit(not any(e["name"] == sys.argv[1] and not e["error"]
+                for e in json.load(sys.stdin)))' "$1"
+}
+check_plugins() {
+    local dir=$ROOT/var/tmp/wheels spec wheel started found job
+    mkdir -p "$dir"
+    for spec in $PLUGIN_WHEELS; do
+        if ! env -i PATH=$CLEAN_PATH python3 -m pip download -q --no-deps \
+                --disable-pip-version-check -d "$dir" "$spec" >"$WORK/pip-download.log" 2>&1; then
+            [ -z "${PIOREACTORD_REQUIRE_NETWORK:-}" ] || die "pip download $spec: $(tail -1 "$WORK/pip-download.log")"
+            log "SKIPPED: PyPI not reachable from the host ($(tail -1 "$WORK/pip-download.log"))"
+            return 0
+        fi
+    done
+    # The shipped [PWM] gives channels 3 and 4 to alt_media and waste: a user hands them over
+    # (and this step gives them back at its end, for the upgrade steps' untouched conffile).
+    inside cp -p /etc/pioreactord.ini /var/tmp/pioreactord.ini.orig
+    inside sed -i 's/^3 = alt_media$/3 = air_bubbler/; s/^4 = waste$/4 = relay/' /etc/pioreactord.ini
+    for wheel in "$dir"/*.whl; do
+        started=$(now_us)
+        as_pioreactor env PIP_NO_INDEX=1 pioctl plugins install "/var/tmp/wheels/$(basename "$wheel")" \
+            >"$WORK/plugin-install.log" 2>&1 || die "pioctl plugins install $(basename "$wheel"): $(tail -3 "$WORK/plugin-install.log")"
+        log "$(grep -E '^(installed|note)' "$WORK/plugin-install.log" | paste -sd' ') (wall $(elapsed "$started") s)"
+    done
+    found=$(inside find /usr /etc /home -name 'pioreactor_air_bubbler*' 2>/dev/null || true)
+    [ -z "$found" ] || die "plugin files outside /var/lib/pioreactord: $found"
+    for job in air_bubbler relay; do
+        as_pioreactor pioctl jobs --json | plugin_job_ok "$job" || die "pioctl jobs: $job missing or broken"
+        as_pioreactor pioctl start "$job" >/dev/null || die "pioctl start $job failed"
+        [ "$(as_pioreactor pioctl status --json | job_field "$job" state)" = ready ] || die "$job not ready"
+    done
+    as_pioreactor pioctl locks | grep -qE '^12 +relay ' || die "relay holds no lock on pin 12: $(as_pioreactor pioctl locks)"
+    as_pioreactor pioctl stop air_bubbler relay >/dev/null
+    as_pioreactor pioctl plugins uninstall pioreactor-relay-plugin >/dev/null
+    ! as_pioreactor pioctl jobs --json | plugin_job_ok relay || die "relay still listed after uninstall"
+    inside cp -p /var/tmp/pioreactord.ini.orig /etc/pioreactord.ini
+    log "left installed: $(as_pioreactor pioctl plugins list | awk 'NR > 1 {print $1, $2}' | paste -sd,)"
+}
+
 # --- main -------------------------------------------------------------------------------------
 
 log "e2e-systemd: $(basename "$DEB") on $SUITE/$ARCH"
@@ -617,6 +664,7 @@ step "runs as pioreactor" check_user_and_groups
 step "start stirring and $PLUGIN" start_jobs
 step "MQTT watcher" start_watcher
 step "reload: re-exec in place" check_reload
+step "plugins from PyPI, as pioreactor" check_plugins
 step "logrotate" check_logrotate
 step "upgrade to $UPGRADE_VERSION: reload" check_upgrade
 step "kill -9 of MainPID" check_kill9

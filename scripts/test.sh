@@ -4,9 +4,13 @@
 # bookworm's own python3-* packages (what the .deb depends on). Then the system tests (Debian
 # package + systemd in a container) when scripts/test-system.sh exists and we are root.
 #   PIOREACTORD_SKIP_SYSTEM=1  skips the system tests (a quick local run).
+#   PIOREACTORD_REQUIRE_NETWORK=  (empty) lets the tests that need PyPI (Pioreactor's published
+#   plugins) skip, saying so, on a machine without it; by default they must run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
+# CI reaches PyPI: the published-plugin tests must run there, not skip.
+export PIOREACTORD_REQUIRE_NETWORK=${PIOREACTORD_REQUIRE_NETWORK-1}
 step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
 APT_PACKAGES=(mosquitto python3-venv python3-setuptools python3-wheel python3-pytest

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ from .stdio_guard import reroute_orphaned_output
 # Answered by the link itself once the job has ended: the daemon switched off and freed
 # everything the job held when it saw the job go, so there is nothing left to release.
 RELEASE_OPS = frozenset({"pwm_off", "unlock"})
+HW_TIMEOUT = 10.0  # seconds a hardware request may wait for its answer
 
 
 class JobAlreadyRunning(JobPresentError):
@@ -121,15 +123,36 @@ class DaemonLink:
                 return {}
             raise HardwareRequestError(f"{self.job_name} has ended: no more hardware requests")
         try:
-            # `daemon`: whom we registered with; a new daemon keeps the request until we are back.
-            result = self.channel.request({"t": "hw", "op": op, "args": args,
-                                           "daemon": self.daemon_id}, timeout=10)
+            result = self._request_across_restarts({"t": "hw", "op": op, "args": args})
         except RequestFailed as exc:
             if exc.code == "pin_busy":
                 raise PWMLockError(str(exc)) from None
             raise HardwareRequestError(f"pioreactord refused {op} {args}: {exc}") from None
         self._remember(op, args)
         return result
+
+    def _request_across_restarts(self, header: dict[str, Any]) -> dict[str, Any]:
+        """Send a request and wait for its answer (up to HW_TIMEOUT s). `daemon` says whom we
+        registered with: a new daemon keeps a request sent while it was away until we are back.
+        A request the old daemon took with it when it died is never answered: once we have
+        registered with a new daemon, it is sent again (hw requests are idempotent)."""
+        assert self.channel is not None
+        deadline = time.monotonic() + HW_TIMEOUT
+        while True:
+            sent_to = self.daemon_id
+            pending = self.channel.begin({**header, "daemon": sent_to})
+            while not pending.done.wait(0.2):
+                if time.monotonic() > deadline or self.daemon_id != sent_to:
+                    break
+            if pending.done.is_set():
+                return self.channel.wait(pending, timeout=0)
+            try:
+                self.channel.wait(pending, timeout=0)  # forget it (and its late answer, if any)
+            except RequestFailed:
+                pass
+            if time.monotonic() > deadline:
+                raise RequestFailed(f"pioreactord did not answer 'hw' within {HW_TIMEOUT:g} s "
+                                    f"(socket {self.channel.socket_path})", "timeout")
 
     def _remember(self, op: str, args: dict[str, Any]) -> None:
         """Keep what the daemon granted: the pins we hold and the duty cycles we drive. A new

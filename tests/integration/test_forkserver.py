@@ -78,6 +78,28 @@ def click_configured():
 '''
 
 
+IMPORTS = '''
+import sys
+import click
+from pioreactor.background_jobs.base import BackgroundJob
+
+SERVER_MODULES = sys.modules["__main__"].SERVER_MODULES  # the server runs as __main__
+
+
+class Imports(BackgroundJob):
+    job_name = "imports"
+    published_settings = {"new": {"datatype": "string", "settable": False}}
+
+
+@click.command(name="imports")
+def click_imports():
+    job = Imports()
+    job.new = " ".join(sorted(m for m in set(sys.modules) - SERVER_MODULES
+                              if not m.startswith("pioreactor_plugins")))
+    job.block_until_disconnected()
+'''
+
+
 @pytest.fixture
 def daemon(make_daemon):
     d = make_daemon()
@@ -136,6 +158,13 @@ def test_a_start_takes_the_spare_that_waited_as_the_daemons_child(daemon):
     assert job.pid == waiting[0].pid and job.name() == "tester"
     following = wait_for(lambda: spares(daemon), 5, "the next spare")
     assert following[0].pid != job.pid
+
+
+def test_a_start_imports_nothing_the_server_has_not(daemon):
+    """A module first imported after the fork costs every start its import and its pages."""
+    daemon.add_plugin("imports", IMPORTS)
+    assert forked(started(daemon, "imports"))
+    assert daemon.status()["imports"]["settings"]["new"] in ("", None)
 
 
 def test_a_spare_goes_with_its_server(daemon):

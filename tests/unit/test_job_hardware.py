@@ -6,7 +6,7 @@ import pytest
 
 from pioreactor.actions.led_intensity import _desired_state
 from pioreactor.background_jobs.link import DaemonLink
-from pioreactor.channel import RequestFailed
+from pioreactor.channel import Pending, RequestFailed
 from pioreactor.config import config
 from pioreactor.hardware_mappings import PWM_TO_PIN
 from pioreactor.utils import clamp
@@ -17,12 +17,25 @@ class FakeChannel:
     def __init__(self, refuse: dict | None = None) -> None:
         self.sent: list[dict] = []
         self.refuse = refuse or {}
+        self.socket_path = "fake.sock"
 
-    def request(self, header: dict, timeout: float = 10) -> dict:
+    def begin(self, header: dict) -> Pending:
+        """Answered at once, as the daemon would: refused for the ops in `refuse`."""
         self.sent.append(header)
-        if header["op"] in self.refuse:
-            raise RequestFailed(*self.refuse[header["op"]])
-        return {}
+        pending = Pending("id", "hw")
+        refusal = self.refuse.get(header["op"])
+        pending.box.append({"ok": False, "error": refusal[0], "code": refusal[1]} if refusal
+                           else {"ok": True, "result": {}})
+        pending.done.set()
+        return pending
+
+    def wait(self, pending: Pending, timeout: float = 10) -> dict:
+        if not pending.done.wait(timeout):
+            raise RequestFailed("no answer", "timeout")
+        reply = pending.box[0]
+        if not reply["ok"]:
+            raise RequestFailed(reply["error"], reply["code"])
+        return reply["result"]
 
 
 class FakeJob:
@@ -172,3 +185,22 @@ def test_a_pipe_nobody_reads_is_rerouted_to_the_log(monkeypatch):
     assert reroute_orphaned_output() == []  # only fds 1 and 2 are checked: fd 1 here is pytest's
     guarded.write("to the log\n")  # meets the broken pipe: switches, and the line is not lost
     assert guarded.broken and lines[-1] == ("INFO", "to the log")
+
+
+def test_a_hw_request_the_dying_daemon_took_is_sent_again_to_the_new_one():
+    import threading
+
+    class DyingDaemon(FakeChannel):
+        def begin(self, header: dict) -> Pending:
+            if not self.sent:  # the first goes to a daemon that dies without answering
+                self.sent.append(header)
+                return Pending("lost", "hw")
+            return super().begin(header)
+
+    channel = DyingDaemon()
+    job = FakeJob(channel)
+    job.link.daemon_id = "old"
+    threading.Timer(0.3, lambda: setattr(job.link, "daemon_id", "new")).start()  # re-registered
+    assert job.hardware_request("pwm", {"pin": 13, "hz": 100, "dc": 5}) == {}
+    assert [h["daemon"] for h in channel.sent] == ["old", "new"]
+    assert job.link.driven_pins == {13: {"pin": 13, "hz": 100.0, "dc": 5.0}}
