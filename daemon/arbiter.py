@@ -20,7 +20,6 @@ import fcntl
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
@@ -29,7 +28,7 @@ import structlog
 import zmq
 
 from . import reexec, remote
-from .bridge import Bridge, ConnectionChange, Incoming, Will
+from .bridge import Bridge, Will
 from .children import Spawner, SubprocessSpawner
 from .commands import Control
 from .config import Config
@@ -43,7 +42,6 @@ from .jobmessages import JobMessages
 from .limits import MAX_FRAME, MAX_MQTT_PAYLOAD, size_text
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
-from .names import BadName
 from .operations import Operations
 from .protocol import new_id
 from .registry import Registry
@@ -188,6 +186,9 @@ class Daemon:
             log.warning(warning)
         for problem in self.experiments.problems:
             log.error(problem)
+        # Current values: the bridge keeps them and publishes them again on every (re)connect.
+        self.publish(self.state_topic, b"ready", qos=2, retain=True)
+        self.gpio.publish_state()
         self.notifier.ready(self._status_text())
         self._answer_reload(True, f"pioreactord {reexec.daemon_version()} serving, pid {self.pid}, "
                                   f"exec'd at {self.clock.exec_at}")
@@ -199,38 +200,21 @@ class Daemon:
     def _on_wake(self) -> None:
         while self._signals:
             self._handle_signal(self._signals.pop(0))
-        while True:
-            try:
-                event = self.bridge.events.get_nowait()
-            except Exception:  # queue.Empty
-                break
-            if isinstance(event, Incoming):
-                if len(event.payload) > MAX_MQTT_PAYLOAD:  # refused, never echoed or forwarded
-                    log.warning(f"ignored a {size_text(len(event.payload))} message on "
-                                f"{event.topic[:200]}: larger than the {size_text(MAX_MQTT_PAYLOAD)} "
-                                "limit for MQTT payloads")
-                    continue
-                self.remote.handle(event)
-                self.job_channel.forward(event)
-                self.control.forward(event)
-            elif isinstance(event, ConnectionChange):
-                self._on_connection(event)
+        for event in self.bridge.take_events():  # also logs connection changes, refills paho
+            if len(event.payload) > MAX_MQTT_PAYLOAD:  # refused, never echoed or forwarded
+                log.warning(f"ignored a {size_text(len(event.payload))} message on "
+                            f"{event.topic[:200]}: larger than the {size_text(MAX_MQTT_PAYLOAD)} "
+                            "limit for MQTT payloads")
+                continue
+            self.remote.handle(event)
+            self.job_channel.forward(event)
+            self.control.forward(event)
 
     def _handle_signal(self, signum: int) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
             self.begin_shutdown(signal.Signals(signum).name)
         elif signum == signal.SIGHUP:
             self._reload()
-
-    def _on_connection(self, change: ConnectionChange) -> None:
-        if not change.connected:
-            log.warning("broker connection lost; retrying", reason=change.reason)
-            return
-        log.info("connected to the broker",
-                 broker=f"{self.config.broker_address}:{self.config.broker_port}")
-        self.bridge.resubscribe_all()
-        self.publish(self.state_topic, b"ready", qos=2, retain=True)
-        self.gpio.publish_state()
 
     def _schedule_watchdog(self) -> None:
         interval = self.notifier.watchdog_interval or 5.0
@@ -289,15 +273,13 @@ class Daemon:
         return self.experiments.current
 
     # --- MQTT ----------------------------------------------------------------------------------
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> Any:
-        return self.bridge.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False) -> None:
+        self.bridge.publish(topic, payload, qos=qos, retain=retain)
 
     def _publish_logs(self, messages: list[tuple[str, bytes]]) -> None:
-        for topic, payload in messages:
-            try:
-                self.bridge.publish(topic, payload, qos=1, retain=False)
-            except BadName:
-                pass  # such a name is refused where it enters; the line still reaches SQLite and file
+        # QoS 0: a log line is in SQLite already, and a QoS 1 PUBACK in a start burst of QoS 2
+        # state makes small writes wait for TCP's delayed ACK (issue 14).
+        self.bridge.publish_many(messages, qos=0)
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:
@@ -320,11 +302,13 @@ class Daemon:
         self.spawner.stop()
         if for_exec:
             self.hub.flush()  # this last pass's lines: the loop that would flush them is done
-            _wait_published(self.publish(self.state_topic, b"ready", qos=2, retain=True), 2.0)
+            self.publish(self.state_topic, b"ready", qos=2, retain=True)
+            self.bridge.flush(2.0)
         else:
             log.info("pioreactord stopped")
             self.hub.flush()
-            _wait_published(self.publish(self.state_topic, b"disconnected", qos=2, retain=True), 3.0)
+            self.publish(self.state_topic, b"disconnected", qos=2, retain=True)
+            self.bridge.flush(3.0)
         self.bridge.stop()
         if not for_exec:
             self.gpio.close()
@@ -335,12 +319,3 @@ class Daemon:
         self.zmq.term()
 
 
-def _wait_published(info: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if info.is_published():
-                return
-        except RuntimeError:  # paho 1.6 while disconnected: this message will never go out
-            return
-        time.sleep(0.02)  # shutdown only: the loop is done, nothing else waits on us

@@ -35,6 +35,9 @@ CREATE TABLE IF NOT EXISTS pio_job_published_settings (setting TEXT NOT NULL, va
 -- Ours: a job's published_settings metadata (JSON), so that the next daemon, after a crash, can
 -- clear the non-persist settings of a job that ended meanwhile.
 CREATE TABLE IF NOT EXISTS pioreactord_job_settings (job_id INTEGER PRIMARY KEY, settings TEXT NOT NULL);
+-- Ours: per job instance, the highest numbered log line committed (daemon/confirm.py).
+CREATE TABLE IF NOT EXISTS pioreactord_job_seq (instance TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+  updated_at TEXT NOT NULL);
 -- Ours: jobs to start again at the next daemon start if the unit goes down under them
 -- (resume_jobs): written when a job spawned by the daemon registers, removed when it ends for
 -- any reason but the daemon's own shutdown (which sets `shutdown`).

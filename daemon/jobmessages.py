@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from .confirm import PRUNE_SEQ, Confirmations
 from .gpio import GpioService
 from .jobchannel import JobChannel, Peer, PeerLookup
 from .names import check_registration
@@ -50,8 +51,11 @@ class JobMessages:
             "logs": self._on_logs,
             "publish": self._on_publish, "ping": self._on_ping, "state": self._on_state,
             "setting": self._on_setting, "subscribe": self._on_subscribe, "hw": self._on_hw,
-            "bye": self._on_bye, "reply": self._on_reply,
+            "bye": self._on_bye, "reply": self._on_reply, "resending": self._on_resending,
         }
+        # Numbered log lines: each admitted once, in order, confirmed once committed.
+        self.confirmations = Confirmations(loop=self.loop, sink=supervisor.sink, send=channel.send)
+        supervisor.sink.write(PRUNE_SEQ, ())
 
     def handle(self, identity: bytes, msg: dict[str, Any], payload: bytes | None,
                peer: PeerLookup) -> None:
@@ -139,7 +143,8 @@ class JobMessages:
         if job is None:
             self._unknown(identity)
             return self._hold(identity, msg, payload)  # logged once it registers: never lost
-        self.supervisor.job_log(job, msg)
+        if self.confirmations.admit(identity, msg):  # else a duplicate, or beyond a gap
+            self.supervisor.job_log(job, msg, self.confirmations.origin(identity, msg))
 
     def _on_logs(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         """A burst of log lines in one message, `records`: each what a `log` message holds
@@ -148,8 +153,8 @@ class JobMessages:
             self._unknown(identity)
             return self._hold(identity, msg, payload)  # logged once it registers: never lost
         for record in msg.get("records") or ():
-            if isinstance(record, dict):
-                self.supervisor.job_log(job, record)
+            if isinstance(record, dict) and self.confirmations.admit(identity, record):
+                self.supervisor.job_log(job, record, self.confirmations.origin(identity, record))
 
     def _on_publish(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         if job is None:
@@ -158,7 +163,11 @@ class JobMessages:
         self._publish(str(msg["topic"]), payload or b"", qos=int(msg.get("qos", 0)),
                       retain=bool(msg.get("retain", False)))
 
+    def _on_resending(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        self.confirmations.resending(identity, msg)
+
     def _on_ping(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        self.confirmations.ping(identity, msg)
         if job is None:
             self._unknown(identity)
         else:

@@ -36,14 +36,15 @@ class LogRecord:
     source: str  # "app" for built-in jobs and the daemon, the plugin's name for plugins
     experiment: str
     timestamp: str
+    origin: tuple[str, int] | None = None  # (job instance, seq): a numbered line (confirm.py)
 
     @classmethod
     def now(cls, level: str, message: str, task: str, experiment: str, source: str = "app",
-            timestamp: str | None = None):
+            timestamp: str | None = None, origin: tuple[str, int] | None = None):
         """A record stamped now, or at `timestamp` (a job's own stamp: lines it buffered while
         the daemon was away keep their time)."""
         return cls(normalise_level(level), message, task, source, experiment,
-                   timestamp or utc_timestamp())
+                   timestamp or utc_timestamp(), origin)
 
 
 def normalise_level(level: Any) -> str:
@@ -93,7 +94,7 @@ class LogHub:
              dumps({"message": r.message, "level": r.level, "task": r.task, "source": r.source,
                     "timestamp": r.timestamp}).encode()) for r in batch])
         self._sink.write_logs([(r.experiment, unit, r.timestamp, r.message, r.source, r.level,
-                                r.task) for r in batch])
+                                r.task) for r in batch], [r.origin for r in batch])
         lines = [f"{r.timestamp} {r.level:<8} [{r.task}] {r.message}\n" for r in batch]
         self._file.write("".join(lines))
         floor = self._console_level

@@ -8,6 +8,10 @@ so a drop loses the SQLite copy only.
 Job rows (start, pid, end) and settings are never dropped. A setting is a current value: a newer
 value of the same (job, setting) replaces the queued one in place, so settings are bounded by
 the number of settings of the jobs that ran; job rows are at most three per job start.
+
+A log line may have an origin (job instance, seq: daemon/confirm.py). A batch carries the highest
+seq of each instance among its lines (`Batch.origins`), written in the batch's own transaction:
+lines are taken in arrival order, so everything before that seq is committed or was dropped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ LOG_LEVEL, LOG_MESSAGE = 5, 3  # positions in an INSERT_LOG row
 class Batch:
     rows: list[tuple[str, tuple]] = field(default_factory=list)  # job rows and settings, in order
     logs: list[tuple] = field(default_factory=list)  # INSERT_LOG parameters, in order
+    origins: dict[str, int] = field(default_factory=dict)  # instance -> highest seq of its lines
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.logs)
@@ -41,8 +46,9 @@ class Pending:
         self.max_lines, self.max_bytes = max_lines, max_bytes
         self.dropped = 0  # log lines dropped since start
         self._upsert_sql = upsert_sql
-        self._first: deque[tuple[int, tuple]] = deque()  # (seq, row): DEBUG/INFO, dropped first
-        self._kept: deque[tuple[int, tuple]] = deque()  # (seq, row): NOTICE and above
+        # (seq, row, origin): DEBUG/INFO, dropped first; NOTICE and above
+        self._first: deque[tuple[int, tuple, tuple[str, int] | None]] = deque()
+        self._kept: deque[tuple[int, tuple, tuple[str, int] | None]] = deque()
         self._rows: deque[tuple[str, Any]] = deque()  # (sql, params), or (upsert, key)
         self._settings: dict[tuple[Any, Any], tuple] = {}  # (setting, job_id) -> newest params
         self._seq = 0
@@ -52,11 +58,12 @@ class Pending:
         return len(self._first) + len(self._kept) + len(self._rows)
 
     # --- main loop -----------------------------------------------------------------------------
-    def add_logs(self, rows: list[tuple]) -> None:
+    def add_logs(self, rows: list[tuple], origins: list[tuple[str, int] | None] | None = None) -> None:
         with self.changed:
-            for row in rows:
+            for row, origin in zip(rows, origins or [None] * len(rows), strict=True):
                 self._seq += 1
-                (self._first if row[LOG_LEVEL] in DROPPED_FIRST else self._kept).append((self._seq, row))
+                (self._first if row[LOG_LEVEL] in DROPPED_FIRST else self._kept).append(
+                    (self._seq, row, origin))
                 self._bytes += len(row[LOG_MESSAGE])
             self._trim()
             self.changed.notify()
@@ -84,12 +91,14 @@ class Pending:
                 batch.rows.append((sql, params))
             while (self._first or self._kept) and len(batch) < max_rows:
                 source = self._older_of_the_two()
-                row = source.popleft()[1]
+                _, row, origin = source.popleft()
                 self._bytes -= len(row[LOG_MESSAGE])
                 batch.logs.append(row)
+                if origin is not None:
+                    batch.origins[origin[0]] = max(origin[1], batch.origins.get(origin[0], 0))
         return batch
 
-    def _older_of_the_two(self) -> deque[tuple[int, tuple]]:
+    def _older_of_the_two(self) -> deque[tuple[int, tuple, tuple[str, int] | None]]:
         if not self._kept:
             return self._first
         if not self._first:

@@ -15,11 +15,14 @@ Job -> daemon                                    (R = request: carries `id`, get
                                                   -> unit, experiment, job_id, daemon
   state        state
   setting      name, value (wire str; null = cleared)
-  log          level, message, task, source, experiment, timestamp (when the job emitted it)
+  log          level, message, task, source, experiment, timestamp (when the job emitted it), seq
   logs         records [{the fields of log}]: a burst in one message (at most MAX_FRAME)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
-  ping         busy? (heartbeat; answered with pong; busy: s a callback has been running)
+  ping         sent, busy? (heartbeat; answered with pong; `sent`: the highest seq sent so far;
+               busy: s a callback has been running)
+  resending    from (the answer to `resend`: the job holds the numbered messages from `from` on;
+               they follow)
   hw         R op, args, daemon    (PWM, locks, LEDs, ADC: see the daemon's hardware requests;
                                     `daemon` is the instance the job registered with: a new daemon
                                     holds such a request until the job has registered again)
@@ -40,6 +43,12 @@ Daemon -> job
   state_set  R state                               -> reply ok once the transition ran
   who          daemon (unknown identity: register again, with adopt = true)
   pong         daemon (the daemon's instance id; a change means it restarted)
+  ack          seq (every numbered message up to `seq` is committed to SQLite: the job may forget it)
+  resend       from (a gap: send again the numbered messages from `from` on)
+
+`seq` numbers a job instance's log lines and settings (1, 2, ... per channel identity): the job
+holds each until an `ack` covers it and sends it again on `resend`; the daemon admits each number
+once and in order (daemon/confirm.py, jobs/held.py).
 
 Control (pioctl -> daemon): {v, id, cmd, args}; reply {v, id, ok, result | error, code}.
 The commands and their contracts live in `commands.py`.

@@ -45,6 +45,9 @@ UPSERT_SETTING = """INSERT INTO pio_job_published_settings
   (setting, value, created_at, updated_at, job_id) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (setting, job_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"""
 
+UPSERT_SEQ = """INSERT OR REPLACE INTO pioreactord_job_seq (instance, seq, updated_at)
+  VALUES (?, ?, ?)"""
+
 BATCH = 2000
 RETRY_MIN, RETRY_MAX = 0.25, 5.0
 IDENTITY_EVERY = 2.0
@@ -78,6 +81,9 @@ class Sink:
         self._conn: sqlite3.Connection | None = open_database(path, report)
         self._identity = FileIdentity.of(path)
         self._pending = Pending(UPSERT_SETTING)
+        # Called by the writer thread after a commit that held numbered lines: {instance: seq}
+        # (it only posts; daemon/confirm.py).
+        self.on_committed: Callable[[dict[str, int]], None] = lambda origins: None
         self._thread = threading.Thread(target=self._run, name="sqlite-sink", daemon=True)
         self._integrity_interval = integrity_interval
         self._next_identity = time.monotonic() + IDENTITY_EVERY
@@ -135,10 +141,28 @@ class Sink:
         else:
             self._pending.add_row(sql, params)
 
-    def write_logs(self, rows: list[tuple]) -> None:
-        """Many INSERT_LOG rows at once (one lock, one wake-up)."""
+    def write_logs(self, rows: list[tuple],
+                   origins: list[tuple[str, int] | None] | None = None) -> None:
+        """Many INSERT_LOG rows at once (one lock, one wake-up). `origins`, one per row: the
+        (job instance, seq) of a numbered job line; the highest of each instance is committed
+        in the same transaction as its lines, then reported to `on_committed`."""
         if rows:
-            self._pending.add_logs(rows)
+            self._pending.add_logs(rows, origins)
+
+    def committed_seq(self, instance: str) -> int:
+        """The highest numbered line of a job instance in the database (0: none); main thread."""
+        try:
+            reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+        except sqlite3.Error:
+            return 0
+        try:
+            row = reader.execute("SELECT seq FROM pioreactord_job_seq WHERE instance = ?",
+                                 (instance,)).fetchone()
+        except sqlite3.Error:
+            return 0
+        finally:
+            reader.close()
+        return int(row[0]) if row else 0
 
     def state(self) -> dict[str, Any]:
         """For `pioctl status`: ok, since, error, queued, dropped, path (cheap, thread-safe)."""
@@ -191,6 +215,8 @@ class Sink:
             self._sleep(backoff)
             backoff = min(backoff * 2, RETRY_MAX)
             self._check_file()
+        if batch.origins:
+            self.on_committed(dict(batch.origins))
         return True
 
     def _next_batch(self) -> Batch | None:
@@ -240,6 +266,9 @@ class Sink:
             conn.execute(sql, params)
         if batch.logs:
             conn.executemany(INSERT_LOG, batch.logs)
+        if batch.origins:  # in this same transaction: what the next daemon finds is exact
+            now = utc_timestamp()
+            conn.executemany(UPSERT_SEQ, [(i, seq, now) for i, seq in batch.origins.items()])
         conn.execute("COMMIT")
 
     def _rollback(self) -> None:
@@ -253,7 +282,9 @@ class Sink:
     def _one_by_one(self, batch: Batch, batch_error: Exception) -> bool:
         """Never lose a whole batch to one bad row: write each alone, drop the bad ones."""
         assert self._conn is not None
-        rows = [*batch.rows, *((INSERT_LOG, row) for row in batch.logs)]
+        now = utc_timestamp()
+        rows = [*batch.rows, *((INSERT_LOG, row) for row in batch.logs),
+                *((UPSERT_SEQ, (i, seq, now)) for i, seq in batch.origins.items())]
         for index, (sql, params) in enumerate(rows):
             try:
                 self._conn.execute(sql, params)

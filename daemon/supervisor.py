@@ -265,13 +265,14 @@ class Supervisor(Ending):
     def said_bye(self, job: Job) -> None:
         job.said_bye = True
 
-    def job_log(self, job: Job, msg: dict[str, Any]) -> None:
+    def job_log(self, job: Job, msg: dict[str, Any], origin: tuple[str, int] | None = None) -> None:
         """A job's log line, under its own name, experiment and source (whatever the message
         says), stamped when the job emitted it (lines buffered while the daemon was away keep
-        their time). The log hub cuts a line longer than limits.MAX_LOG_LINE."""
+        their time). The log hub cuts a line longer than limits.MAX_LOG_LINE. `origin`: (job
+        instance, seq) of a numbered line, committed with it (confirm.py)."""
         self.hub.emit(LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
                                     job.name, job.experiment, job.source,
-                                    timestamp=str(msg.get("timestamp") or "")))
+                                    timestamp=str(msg.get("timestamp") or ""), origin=origin))
 
     # --- restart = on-failure ----------------------------------------------------------------
     def _after_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:

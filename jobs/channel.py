@@ -8,6 +8,12 @@ slow callback never delays a reply (a callback may itself make requests, e.g. a 
 While the daemon is away (restart, reload) ZeroMQ keeps the DEALER's outgoing queue and
 reconnects by itself. A socket monitor says when: on reconnecting the job pings at once, and the
 new daemon's `who` (or a changed daemon id in `pong`) makes the job register again.
+
+Back-pressure never kills the channel. What waits for the socket and the log lines the daemon has
+not confirmed are held in `Held` (held.py: bounds and the drop rule); ZeroMQ's own queue is kept
+small (`SEND_HWM`). When the socket is full (the daemon stalled, stopped or gone) the I/O thread
+waits for it to be writable and skips heartbeats meanwhile; nothing raises out of it. A ping
+carries `sent`, the highest seq sent, so a daemon that missed some (a restart) asks for them.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from pioreactord.protocol import ProtocolError, decode, encode, new_id
+from pioreactord.protocol import ProtocolError, decode, encode, new_id, utc_timestamp
+
+from .held import Held
 
 HEARTBEAT_SECONDS = 2.0
-SEND_HWM = 100_000  # messages buffered while the daemon restarts
+SEND_HWM = 1_000  # ZeroMQ's queue: a window only, what waits is in Held
+CLOSE_CONFIRM_SECONDS = 2.0  # at close, how long to wait for the daemon to confirm the last lines
 
 
 _prepared_contexts: list[zmq.Context] = []  # see prepare_context
@@ -85,7 +94,10 @@ class Channel:
         self.socket_path = socket_path
         self.daemon_id: str | None = None
         self._on_event = on_event
-        self._outbox: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._held = Held()
+        self._job_name = identity.split(":")[0]
+        self._blocked = False  # the socket said Again: wait for POLLOUT
+        self.pings_skipped = 0
         self._pending: dict[str, tuple[threading.Event, list[dict]]] = {}
         self._events: queue.SimpleQueue[tuple[dict, bytes | None] | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -109,9 +121,9 @@ class Channel:
 
     # --- any thread ----------------------------------------------------------------------------
     def send(self, header: dict[str, Any], payload: bytes | None = None) -> None:
-        self._outbox.put(encode(header, payload))
-        if not self._wake_pending:  # else the I/O thread has yet to drain, and flushes this too
-            self._wake_pending = True
+        """Queue a message (never blocks; a bound may drop it: see held.py)."""
+        if self._held.add(header, payload) and not self._wake_pending:
+            self._wake_pending = True  # else the I/O thread has yet to drain and sends this too
             self._wake()
 
     def request(self, header: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
@@ -137,9 +149,13 @@ class Channel:
         return reply.get("result") or {}
 
     def close(self) -> None:
-        """Flush what is queued (bounded by LINGER), then stop both threads."""
+        """Wait (bounded) for the daemon to confirm the last lines, flush what is queued
+        (bounded by LINGER), then stop both threads."""
+        if self._held.confirming and threading.current_thread() is not self._io:
+            with self._held.all_confirmed:
+                self._held.all_confirmed.wait_for(lambda: not self._held.unconfirmed_locked(),
+                                                  CLOSE_CONFIRM_SECONDS)
         self._closing.set()
-        self._outbox.put(None)
         self._wake()
         self._events.put(None)
         if threading.current_thread() is not self._io:
@@ -165,31 +181,61 @@ class Channel:
         poller.register(self._socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         poller.register(self._monitor, zmq.POLLIN)
-        next_ping = time.monotonic()
+        self._next_ping = time.monotonic()
         try:
-            while True:
-                timeout = max(0.0, next_ping - time.monotonic())
-                ready = dict(poller.poll(int(timeout * 1000)))
-                if self._wake_r in ready:
-                    self._drain_wake()
-                if self._flush_outbox():
-                    return
-                if self._socket in ready:
-                    self._receive_all()
-                if self._monitor in ready and self._connection_changed():
-                    next_ping = 0.0  # a daemon is back: say hello now, not at the next heartbeat
-                if not self._heartbeat.is_set():
-                    next_ping = time.monotonic() + HEARTBEAT_SECONDS
-                elif time.monotonic() >= next_ping:
-                    self._socket.send_multipart(encode({"t": "ping", **self._busy()}), zmq.NOBLOCK)
-                    next_ping = time.monotonic() + HEARTBEAT_SECONDS
-        except zmq.ZMQError:
-            pass
+            while not self._io_step(poller):
+                pass
         finally:
             self._socket.disable_monitor()
             self._monitor.close()
             self._socket.close()
             self._context.term()
+
+    def _io_step(self, poller: zmq.Poller) -> bool:
+        """One pass; True once closing is done. Survives whatever one pass raises."""
+        try:
+            poller.modify(self._socket, zmq.POLLIN | (zmq.POLLOUT if self._blocked else 0))
+            timeout = max(0.0, self._next_ping - time.monotonic())
+            ready = dict(poller.poll(int(timeout * 1000)))
+            if self._wake_r in ready:
+                self._drain_wake()
+            self._flush()
+            if self._closing.is_set() and (self._blocked or self._held.peek() is None):
+                return True  # what ZeroMQ holds goes within LINGER; a stalled daemon gets no more
+            if ready.get(self._socket, 0) & zmq.POLLIN:
+                self._receive_all()
+            if self._monitor in ready and self._connection_changed():
+                self._next_ping = 0.0  # a daemon is back: say hello now, not at the next beat
+            self._heartbeat_and_report()
+        except zmq.ContextTerminated:
+            return True
+        except Exception as exc:  # noqa: BLE001 - the job must never go deaf and mute
+            print(f"pioreactor: job channel error (going on): {exc!r}", flush=True)
+        return False
+
+    def _heartbeat_and_report(self) -> None:
+        if not self._heartbeat.is_set():
+            self._next_ping = time.monotonic() + HEARTBEAT_SECONDS
+            return
+        if time.monotonic() < self._next_ping:
+            return
+        self._next_ping = time.monotonic() + HEARTBEAT_SECONDS
+        if self._blocked:
+            self.pings_skipped += 1  # the daemon is not reading: a ping would only queue
+        else:
+            try:
+                self._socket.send_multipart(
+                    encode({"t": "ping", "sent": self._held.sent_upto, **self._busy()}), zmq.NOBLOCK)
+            except zmq.Again:
+                self._blocked = True  # the daemon is not reading: no ping until it does
+        dropped = self._held.drop_report()
+        if dropped:
+            self.send({"t": "log", "level": "WARNING", "task": self._job_name, "source": "app",
+                       **{k: v for k, v in self._held.last_log.items() if v is not None},
+                       "timestamp": utc_timestamp(),
+                       "message": f"{dropped} messages to pioreactord were dropped: it took none "
+                                  f"while this job held {self._held.max_lines} unconfirmed log "
+                                  "lines (stalled, stopped or restarting?)"})
 
     def _connection_changed(self) -> bool:
         """Monitor events; True once (re)connected. A lost connection is handed to the job as a
@@ -206,7 +252,6 @@ class Channel:
                 connected = True
 
     def _drain_wake(self) -> None:
-        """Before the outbox is flushed: a send after this point writes a new wake byte."""
         try:
             while os.read(self._wake_r, 4096):
                 pass
@@ -214,19 +259,19 @@ class Channel:
             pass
         self._wake_pending = False
 
-    def _flush_outbox(self) -> bool:
-        """Send everything queued; True once close() asked us to stop."""
+    def _flush(self) -> None:
+        """Hand the socket what waits, until it is empty or the socket is full."""
         while True:
-            try:
-                frames = self._outbox.get_nowait()
-            except queue.Empty:
-                return False
+            frames = self._held.peek()
             if frames is None:
-                return True
+                self._blocked = False
+                return
             try:
                 self._socket.send_multipart(frames, zmq.NOBLOCK)
             except zmq.Again:
-                pass  # more than SEND_HWM queued while the daemon is away: drop the oldest news
+                self._blocked = True  # kept; POLLOUT tells us when the daemon reads again
+                return
+            self._held.sent()
 
     def _receive_all(self) -> None:
         while True:
@@ -244,6 +289,10 @@ class Channel:
                 if waiter:
                     waiter[1].append(header)
                     waiter[0].set()
+            elif kind == "ack":
+                self._held.confirmed(int(header.get("seq", 0)))
+            elif kind == "resend":
+                self._held.resend(int(header.get("from", 0)))
             elif kind == "pong":
                 previous, self.daemon_id = self.daemon_id, header.get("daemon")
                 if previous is not None and previous != self.daemon_id:

@@ -160,3 +160,35 @@ def test_job_whose_row_is_unknown_is_adopted_anyway(daemon, watcher):
              == sorted([(name, pid, 1) for name, pid in pids.items()]), 5, "new rows written")
     assert "stirring disconnected" in daemon.pioctl("stop", "stirring").stdout
     assert daemon.pioctl_json("locks") == []
+
+
+def flood_lines(d: Daemon) -> tuple[int, int]:
+    """(rows, distinct lines) of the flood job in SQLite."""
+    return d.query("SELECT count(*), count(DISTINCT message) FROM logs WHERE task = 'flood' "
+                   "AND message LIKE 'line %'")[0]
+
+
+def test_kill_9_mid_burst_loses_no_line_and_stores_none_twice(make_daemon):
+    """The job holds each line until the daemon says it is committed; the next daemon gets the
+    unconfirmed ones again and drops those it already has (issue 10 item 6)."""
+    from tests.support.plugins import FLOOD_JOB
+
+    d = make_daemon()
+    d.add_plugin("flood", FLOOD_JOB)
+    d.start()
+    d.pioctl("start", "flood")
+    pid = d.status()["flood"]["pid"]
+    bursts, size = 3, 3000
+    for n in range(1, bursts + 1):
+        before = flood_lines(d)[0]
+        d.pioctl("set", "flood", "burst", str(size))
+        wait_for(lambda b=before: flood_lines(d)[0] > b + 100, 10, "the burst under way")
+        d.stop(signal.SIGKILL)
+        d.start()
+        wait_for(readopted(d, {"flood": pid}), 15, "the flood job adopted")
+        wait_for(lambda n=n: flood_lines(d)[1] >= n * size, 30, f"all {n * size} lines")
+    rows, distinct = flood_lines(d)
+    assert (rows, distinct) == (bursts * size, bursts * size)
+    numbers = sorted(int(m.split()[1]) for (m,) in d.query(
+        "SELECT message FROM logs WHERE task = 'flood' AND message LIKE 'line %'"))
+    assert numbers == list(range(1, bursts * size + 1))

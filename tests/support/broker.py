@@ -25,18 +25,42 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, extra_conf: str = "") -> None:
+    """`stock=True`: mosquitto's own defaults (max_queued_messages 1000 per client), else a queue
+    big enough for tests that flood a subscriber. `users`: {name: password}, anonymous refused.
+    `start=False`: the port is chosen (nothing listens on it) and `start()` comes later.
+    `extra_conf`: more mosquitto.conf lines."""
+
+    def __init__(self, extra_conf: str = "", *, port: int | None = None, stock: bool = False,
+                 users: dict[str, str] | None = None, start: bool = True) -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
         self.dir = Path(tempfile.mkdtemp(prefix="mq", dir="/tmp"))
-        self.port = free_port()
+        self.port = port or free_port()
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                        "max_queued_messages 100000\npersistence false\n" + extra_conf)
+        lines = [f"listener {self.port} 127.0.0.1", "persistence false"]
+        lines += [] if stock else ["max_queued_messages 100000"]
+        if users:
+            passwords = self.dir / "passwords"
+            passwords.write_text("".join(f"{user}:{pw}\n" for user, pw in users.items()))
+            subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True)
+            # mosquitto started as root reads it as the `mosquitto` user it drops to.
+            passwords.chmod(0o644)
+            self.dir.chmod(0o755)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines += ["allow_anonymous true"]
+        conf.write_text("\n".join(lines) + "\n" + extra_conf)
+        self.conf = conf
+        self.process: subprocess.Popen | None = None
+        if start:
+            self.start()
+
+    def start(self) -> Broker:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen([binary, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         wait_for(self._listening, 10, "mosquitto listening")
+        return self
 
     def _listening(self) -> bool:
         try:
@@ -45,9 +69,18 @@ class Broker:
         except OSError:
             return False
 
+    def kill(self) -> None:
+        """Stop this mosquitto (persistence off: it forgets every retained message)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(5)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(5)
+        self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 class Daemon:
     def __init__(self, broker_port: int, *, unit: str | None = None, experiment: str = "exp1",
                  stop_timeout: float = 3, extra_ini: str = "", root: Path | None = None,
-                 spawner: str | None = None) -> None:
+                 spawner: str | None = None, broker_address: str = "127.0.0.1") -> None:
         # Unix socket paths must fit in 107 bytes: keep the folder short.
         self.root = root or Path(tempfile.mkdtemp(prefix="pd", dir="/tmp"))
         # A unit name of its own per test: retained messages on the shared broker never collide.
@@ -44,7 +44,7 @@ hardware = simulated
 stop_timeout = {stop_timeout}
 {f"spawner = {spawner}" if spawner else ""}
 [mqtt]
-broker_address = 127.0.0.1
+broker_address = {broker_address}
 broker_port = {broker_port}
 [storage]
 database = {self.database}

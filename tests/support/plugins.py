@@ -162,3 +162,82 @@ def click_chatty(inbox, tick):
     job = Chatty(inbox, tick)
     job.block_until_disconnected()
 '''
+
+FLOOD_JOB = '''
+import os
+import threading
+import time
+
+import click
+from pioreactor.background_jobs.base import BackgroundJob
+
+
+class Flood(BackgroundJob):
+    """Logs numbered lines "line N": `burst` = N logs N at once and then publishes `sent` (the
+    lines logged so far); `--rate R` logs R a second (0: as fast as it can) from the moment the
+    file `--go` exists (at once without it) until `--total` lines (0: for ever), then creates the
+    file `--done`. `spin` = N sets the setting `value` to 1, 2, ... N as fast as it can."""
+
+    job_name = "flood"
+    published_settings = {
+        "burst": {"datatype": "integer", "settable": True},
+        "spin": {"datatype": "integer", "settable": True},
+        "value": {"datatype": "integer", "settable": False},
+        "sent": {"datatype": "integer", "settable": False},
+    }
+
+    def __init__(self, rate, go, total, done):
+        super().__init__()
+        self.burst, self.spin, self.value, self.sent = 0, 0, 0, 0
+        self._count, self._lock, self._done = 0, threading.Lock(), threading.Event()
+        if rate is not None:
+            threading.Thread(target=self._steady, args=(rate, go, total, done), daemon=True).start()
+
+    def _line(self):
+        with self._lock:
+            self._count += 1
+            self.logger.info(f"line {self._count}")
+
+    def set_burst(self, n):
+        self.burst = n
+        threading.Thread(target=self._burst, args=(n,), daemon=True).start()
+
+    def _burst(self, n):
+        for _ in range(n):
+            self._line()
+        self.sent = self._count
+
+    def set_spin(self, n):
+        self.spin = n
+        threading.Thread(target=self._spin, args=(n,), daemon=True).start()
+
+    def _spin(self, n):
+        for i in range(1, n + 1):
+            self.value = i
+
+    def _steady(self, rate, go, total, done):
+        while go and not os.path.exists(go) and not self._done.wait(0.005):
+            pass
+        began, k = time.monotonic(), 0
+        while not self._done.is_set() and (not total or k < total):
+            k += 1
+            self._line()
+            delay = began + k / rate - time.monotonic() if rate else 0
+            if delay > 0:
+                self._done.wait(delay)
+        if done:
+            open(done, "w").close()
+
+    def on_disconnected(self):
+        self._done.set()
+
+
+@click.command(name="flood")
+@click.option("--rate", type=float, default=None)
+@click.option("--go", default=None)
+@click.option("--total", type=int, default=0)
+@click.option("--done", default=None)
+def click_flood(rate, go, total, done):
+    job = Flood(rate, go, total, done)
+    job.block_until_disconnected()
+'''

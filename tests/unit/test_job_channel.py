@@ -9,6 +9,7 @@ import zmq
 
 from pioreactor.channel import HEARTBEAT_SECONDS, Channel
 from pioreactord.protocol import decode, encode
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -49,6 +50,54 @@ def test_the_registration_is_heard_before_any_heartbeat(router):
         assert second["t"] == "ping"
     finally:
         channel.close()
+
+
+def test_a_full_socket_never_kills_the_channel(tmp_path):
+    """The daemon stops reading (SIGSTOP): the job floods, heartbeats meet a full queue. Once
+    the daemon reads again it gets the held lines in order, the drop said, and requests work."""
+    context = zmq.Context()
+    socket = context.socket(zmq.ROUTER)
+    socket.setsockopt(zmq.RCVHWM, 10)
+    path = tmp_path / "jobs.sock"
+    socket.bind(f"ipc://{path}")
+    channel = Channel(str(path), "flood:1:abc", lambda header, payload: None)
+    try:
+        channel.start_heartbeat()
+        channel._held.confirmed(0)  # a daemon that confirms: a full hold drops new lines
+        for i in range(30_000):
+            channel.send({"t": "log", "level": "INFO", "message": f"line {i}", "task": "flood"})
+        wait_for(lambda: channel.pings_skipped >= 1, HEARTBEAT_SECONDS * 3,
+                 "a heartbeat meeting the full socket")
+        assert channel._io.is_alive()
+        seqs, warnings, identity = [], [], b""
+        # The drop is said at a heartbeat once the daemon has taken lines again.
+        while socket.poll(int(HEARTBEAT_SECONDS * 3000)):
+            identity, *frames = socket.recv_multipart()
+            header = decode(frames)[0]
+            if header.get("seq"):
+                seqs.append(header["seq"])
+                socket.send_multipart([identity, *encode({"t": "ack", "seq": header["seq"]})])
+            if header.get("level") == "WARNING":
+                warnings.append(header["message"])
+            if warnings:
+                break
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 20_000
+        assert warnings and warnings[0].startswith("10000 messages to pioreactord were dropped")
+        asker = threading.Thread(target=lambda: channel.request({"t": "whoami"}, timeout=5))
+        asker.start()
+        while socket.poll(2000):
+            identity, *frames = socket.recv_multipart()
+            header = decode(frames)[0]
+            if header["t"] == "whoami":
+                socket.send_multipart([identity, *encode({"t": "reply", "id": header["id"],
+                                                          "ok": True, "result": {}})])
+                break
+        asker.join(5)
+        assert not asker.is_alive()
+    finally:
+        channel.close()
+        socket.close(linger=0)
+        context.term()
 
 
 def test_a_burst_of_sends_arrives_whole_and_in_order_with_few_wakes(router, monkeypatch):

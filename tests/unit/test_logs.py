@@ -10,7 +10,7 @@ class FakeSink:
     def __init__(self) -> None:
         self.batches: list[list[tuple]] = []
 
-    def write_logs(self, rows: list[tuple]) -> None:
+    def write_logs(self, rows: list[tuple], origins: list | None = None) -> None:
         self.batches.append(rows)
 
 
