@@ -48,6 +48,8 @@ __all__ = ["Reply", "Supervisor", "refusal"]
 # A job's process starts at most this long after its row's started_at (spawned) or before it (by
 # hand); a process at that pid started later is another one.
 PID_REUSE_SLACK = 10.0
+# How long pwms/dc and leds/intensity wait for the jobs from before a restart to re-register.
+ADOPTION_GRACE = 5.0
 
 
 class Supervisor(Ending):
@@ -70,6 +72,7 @@ class Supervisor(Ending):
         self._ready_waiters: dict[int, list[Reply]] = {}
         self._gone_waiters: dict[int, list[Reply]] = {}
         self.child_pids: set[int] = set()  # spawned and not collected yet (see reap_orphans)
+        self._awaited: set[str] = set()  # jobs from before a restart, not re-registered yet
         self.stopping = False  # the daemon is exiting (stop_all): nothing new starts
         self._exit_deadline = 0.0
 
@@ -171,6 +174,7 @@ class Supervisor(Ending):
             self._restore(job, msg)
             self.gpio.adopt(job, msg.get("pins") or [], msg.get("driven") or [])
             log.info("job adopted after a restart", job=job.name, pid=pid, state=job.state)
+            self._adoption_settled(job)
         else:
             log.debug("registered", job=job.name, pid=pid)
         return {"ok": True, "result": {"unit": self.config.unit, "experiment": job.experiment,
@@ -250,6 +254,7 @@ class Supervisor(Ending):
                 own = _own_child(job.pid or 0, pipes.pop(job.pid or 0, (None, None)))
                 if self.watch_process(job, job.pid or 0, own):
                     log.info("waiting for a job from before the restart", job=job.name, pid=job.pid)
+                    self._awaited.add(job.name)
                     continue
                 self.registry.forget(job)
             log.warning("a job from before the restart ended while pioreactord was away",
@@ -257,6 +262,21 @@ class Supervisor(Ending):
             self.finish(job, ExitInfo(None), clean=False)
         for out, err in pipes.values():  # a job whose row is gone: its pipes are of no use
             _close_fds(out, err)
+        if self._awaited:
+            self.gpio.hold_state()
+            self.loop.call_later(ADOPTION_GRACE, self.gpio.release_state)
+
+    def _adoption_settled(self, job: Job) -> None:
+        """`job` from before the restart re-registered or ended: once none is awaited any more,
+        pwms/dc and leds/intensity say what is true."""
+        if job.name in self._awaited:
+            self._awaited.discard(job.name)
+            if not self._awaited:
+                self.gpio.release_state()
+
+    def finish(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
+        super().finish(job, exit_info, clean)
+        self._adoption_settled(job)
 
     def hand_over_pipes(self) -> dict[int, tuple[int | None, int | None]]:
         """Before a re-exec: pid -> (stdout, stderr) of every child job's pipes, for the next

@@ -410,14 +410,15 @@ print(sum(1 for line in sys.stdin if not all(float(json.loads(line or "{}").get(
 
 # survive ACTION [VERSION]: the daemon goes through ACTION; the jobs survive it (e2e_probe.py).
 survive() {
-    local report cursor from
+    local report cursor from off
     from=$(($(wc -l <"$MQTT_LOG") + 1))
     cursor=$(journal_cursor)
     report=$(inside $PROBE survive "$1" "stirring=$STIRRING_PID,$PLUGIN=$PLUGIN_PID" ${2:+--version "$2"}) ||
         die "the jobs did not survive $1 (journal: $(journal_since "$cursor" | tail -20))"
     log "$1: $report"
     check_watched
-    log "$1: pwms/dc showed stirring's pin off $(pins_shown_off "$from" $STIRRING_PINS) time(s) meanwhile"
+    off=$(pins_shown_off "$from" $STIRRING_PINS)
+    [ "$off" = 0 ] || die "during $1, pwms/dc showed stirring's pin ($STIRRING_PINS) off $off time(s)"
     inside $PROBE db >/dev/null
     if grep -q 'stop-sweep: keeping' <<<"$(journal_since "$cursor")"; then
         log "the stop-sweep kept them: $(journal_since "$cursor" | grep -o 'stop-sweep: keeping.*' | cut -c1-160)"

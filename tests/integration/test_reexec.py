@@ -115,3 +115,18 @@ def test_the_unit_reload_helper_returns_once_the_new_image_serves(daemon):
                              str(daemon.process.pid), "--config", str(daemon.config)],
                             capture_output=True, text=True, timeout=60, env=daemon.env)
     assert helper.returncode == 1 and "config rejected, nothing changed" in helper.stderr
+
+
+@pytest.mark.parametrize("how", ["reload", "kill -9"])
+def test_the_pin_is_never_shown_off_while_the_jobs_are_re_adopted(daemon, watcher, how):
+    pids = start_both(daemon, watcher)
+    started = time.monotonic()
+    if how == "reload":
+        reload(daemon)
+    else:
+        daemon.stop(signal.SIGKILL)
+        daemon.start()
+    wait_for(lambda: {n: r["pid"] for n, r in daemon.status().items()} == pids, 10, "adopted")
+    watcher.wait(pwms(daemon), since=started, predicate=lambda m: payload(m).get("17", 0) > 0)
+    shown = [m.text for m in watcher.find(pwms(daemon), since=started)]
+    assert all(payload(m).get("17", 0) > 0 for m in watcher.find(pwms(daemon), since=started)), shown
