@@ -94,8 +94,9 @@ def test_a_reload_with_a_broken_config_changes_nothing(daemon, watcher):
     daemon.config.write_text(good.replace("stop_timeout = 3", "stop_timeout = soon"))
     state = reload(daemon)
     assert not state.ok and "stop_timeout" in state.text, state
-    assert daemon.query("SELECT count(*) FROM logs WHERE level = 'ERROR' AND message LIKE "
-                        "'reload refused: config file rejected%'") == [(1,)]
+    wait_for(lambda: daemon.query("SELECT count(*) FROM logs WHERE level = 'ERROR' AND message "
+                                  "LIKE 'reload refused: config file rejected%'") == [(1,)], 5,
+             "the refusal in the log (the sink commits in its own thread)")
     daemon.config.write_text(good)  # (pioctl reads the file too)
     assert daemon.status()["stirring"]["pid"] == pid  # the same image went on serving
     assert daemon.query("SELECT message FROM logs WHERE message LIKE 'reload: re-exec%'") == []
