@@ -6,7 +6,8 @@ Prints a Markdown table (median, min–max, n; the ratio to the yardstick; the g
 it ran on. Medians of n rounds. The interpreter yardstick runs in a thread all along (every
 0.2 s; a few % of one core) and each figure is set beside the samples of its own minutes. Starts its own mosquitto twice, a stock one and one with
 `set_tcp_nodelay true`, and its own daemons (tests/support), and kills all of them at the end.
-Then runs the other benches that exist (bench/pioctl.py, bench/log_throughput.py) as they are.
+Then runs the other benches that exist (bench/pioctl.py, log_throughput.py, progress_bar.py) as
+they are.
 Run it with the interpreter of a regular install (bench/run.sh does): an editable install slows
 every interpreter start and so every figure that includes one.
 """
@@ -98,8 +99,10 @@ def spawn_figures(broker: Broker, rounds: int) -> dict[str, Figure]:
         daemon.cleanup()
 
 
-# The other engineers' benches, run as they are and printed after the table (script, arguments).
-EXTRA = (("pioctl.py", ["--venv", sys.prefix]), ("log_throughput.py", []))
+# The other engineers' benches, run as they are and printed after the table: (script, its
+# arguments; "ROUNDS" becomes -n). progress_bar.py's rounds are 10 s bars: three of them.
+EXTRA = (("pioctl.py", ["ROUNDS", "--venv", sys.prefix]), ("log_throughput.py", ["ROUNDS"]),
+         ("progress_bar.py", ["-n", "3", "--seconds", "10"]))
 
 
 def run_extra(rounds: int) -> None:
@@ -107,9 +110,10 @@ def run_extra(rounds: int) -> None:
     for script, arguments in EXTRA:
         if not (here / script).exists():
             continue
-        print(f"\n$ bench/{script} -n {rounds} {' '.join(arguments)}", flush=True)
-        done = subprocess.run([sys.executable, str(here / script), "-n", str(rounds), *arguments],
-                              capture_output=True, text=True)
+        argv = [a for arg in arguments for a in (["-n", str(rounds)] if arg == "ROUNDS" else [arg])]
+        print(f"\n$ bench/{script} {' '.join(argv)}", flush=True)
+        done = subprocess.run([sys.executable, str(here / script), *argv], capture_output=True,
+                              text=True)
         failed = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         print(done.stdout.rstrip() if done.returncode == 0 else f"failed: {failed}", flush=True)
 

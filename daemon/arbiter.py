@@ -43,6 +43,7 @@ from .jobmessages import JobMessages
 from .limits import MAX_FRAME, MAX_MQTT_PAYLOAD, size_text
 from .logs import LogHub, LogRecord, configure_structlog
 from .loop import Loop
+from .names import BadName
 from .operations import Operations
 from .protocol import new_id
 from .registry import Registry
@@ -111,7 +112,8 @@ class Daemon:
         self.operations = Operations(
             unit=config.unit, pid=self.pid, daemon_id=self.daemon_id, supervisor=self.supervisor,
             registry=self.registry, job_channel=self.job_channel, bridge=self.bridge,
-            experiments=self.experiments)
+            experiments=self.experiments, sink=self.sink, started_at=self.clock.started_at,
+            exec_at=self.clock.exec_at)
         self.control = Control(self.control_socket, self.operations, self.loop)
         self.remote = remote.Remote(self.operations)
 
@@ -181,6 +183,8 @@ class Daemon:
             log.info(note)
         for warning in self._startup_warnings:
             log.warning(warning)
+        for problem in self.experiments.problems:
+            log.error(problem)
         self.notifier.ready(self._status_text())
         self._answer_reload(True, f"pioreactord {reexec.daemon_version()} serving, pid {self.pid}, "
                                   f"exec'd at {self.clock.exec_at}")
@@ -287,7 +291,10 @@ class Daemon:
 
     def _publish_logs(self, messages: list[tuple[str, bytes]]) -> None:
         for topic, payload in messages:
-            self.bridge.publish(topic, payload, qos=1, retain=False)
+            try:
+                self.bridge.publish(topic, payload, qos=1, retain=False)
+            except BadName:
+                pass  # such a name is refused where it enters; the line still reaches SQLite and file
 
     # --- stopping ------------------------------------------------------------------------------
     def begin_shutdown(self, reason: str) -> None:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
+from .names import check_filter, check_topic
+
 
 @dataclass(frozen=True)
 class Incoming:
@@ -80,16 +82,18 @@ class Bridge:
 
     # --- main thread API ---------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 2, retain: bool = False):
-        """Queue a message. Returns paho's MessageInfo (wait_for_publish only at shutdown)."""
-        return self._client.publish(topic, payload, qos=qos, retain=retain)
+        """Queue a message. Returns paho's MessageInfo (wait_for_publish only at shutdown).
+        BadName for a topic the broker would answer by dropping our connection."""
+        return self._client.publish(check_topic(topic), payload, qos=qos, retain=retain)
 
     def subscribe(self, pattern: str, *, resend_retained: bool = False) -> None:
         """Count one more subscriber of `pattern`; the broker is told on the first one.
 
         `resend_retained` re-sends SUBSCRIBE anyway, which makes the broker deliver its retained
         messages again (MQTT 3.1.1 §3.8.4): a job that subscribes late still gets current values.
+        BadName for a filter the broker would answer by dropping our connection.
         """
-        self._subscriptions[pattern] += 1
+        self._subscriptions[check_filter(pattern)] += 1
         if (self._subscriptions[pattern] == 1 or resend_retained) and self.connected:
             self._client.subscribe(pattern, qos=2)
 

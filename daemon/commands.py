@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import zmq
 
+from . import __version__
 from .bridge import Incoming
+from .names import BadName, check_filter
 from .protocol import CommandError, ProtocolError, decode, encode, topic_matches
 from .registry import AlreadyRunning
 
@@ -56,12 +58,12 @@ class Control:
     def on_readable(self) -> None:
         for _ in range(100):
             try:
-                identity, *frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                identity, *frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._dispatch(identity, frames)
+            self._dispatch(identity.bytes, [f.bytes for f in frames], _peer(identity))
 
-    def _dispatch(self, identity: bytes, frames: list[bytes]) -> None:
+    def _dispatch(self, identity: bytes, frames: list[bytes], peer: str = "uid=?") -> None:
         request_id = None
 
         def reply(answer: dict[str, Any]) -> None:  # the caller's identity: reply.identity
@@ -78,6 +80,7 @@ class Control:
             command = self._commands.get(str(header.get("cmd")))
             if command is None:
                 raise CommandError(f"unknown command {header.get('cmd')!r}", "bad_request")
+            _log_if_changing(str(header.get("cmd")), header.get("args"), peer)
             command(dict(header.get("args") or {}), reply)
         except ProtocolError as exc:
             reply({"ok": False, "error": f"bad request: {exc}", "code": "bad_request"})
@@ -103,6 +106,13 @@ class Control:
                                       "pid": ops.pid, "daemon": ops.daemon_id,
                                       "jobs": len(ops.jobs()),
                                       "streams": len(self._streams)}})
+
+    def cmd_version(self, args: dict[str, Any], reply: Reply) -> None:
+        """{} -> {daemon: version, pid, started_at, exec_at} (exec_at: when this process last
+        exec'd its code; started_at survives an in-place re-exec)."""
+        ops = self.ops
+        reply({"ok": True, "result": {"daemon": __version__, "pid": ops.pid,
+                                      "started_at": ops.started_at, "exec_at": ops.exec_at}})
 
     def cmd_start(self, args: dict[str, Any], reply: Reply) -> None:
         """{job, args: [str]} -> once ready: {job_name, pid, state, ...}; a short action that
@@ -157,10 +167,14 @@ class Control:
         self.ops.set(job, str(args["setting"]), str(args["value"]), reply)
 
     def cmd_status(self, args: dict[str, Any], reply: Reply) -> None:
-        """{job?} -> [{job_name, state, pid, experiment, settings, uptime, cpu_percent, rss_mib,
-        source, job_id, started_at}]. Error: not_running (when a job is named)."""
+        """{job?, daemon?: bool} -> [{job_name, state, pid, experiment, settings, uptime,
+        cpu_percent, rss_mib, source, job_id, started_at, version}]; with `daemon: true`
+        {jobs: [those], daemon: {version, pid, started_at, exec_at, broker: {connected, since,
+        reason, ...}, sink: {ok, since, error, ...}}}. Error: not_running (when a job is named)."""
         selected = [self._running(str(args["job"]))] if args.get("job") else self.ops.jobs()
-        reply({"ok": True, "result": [self._status_row(job) for job in selected]})
+        rows = [self._status_row(job) for job in selected]
+        reply({"ok": True, "result": {"jobs": rows, "daemon": self.ops.daemon_status()}
+               if args.get("daemon") else rows})
 
     def _status_row(self, job) -> dict[str, Any]:
         import psutil  # ~1 MiB: loaded once a job is shown, not in an idle daemon
@@ -217,6 +231,11 @@ class Control:
             self._end_stream(identity, "ended by pioctl")
             return reply({"ok": True, "result": {"topics": []}})
         patterns = [str(p) for p in args.get("topics") or ["#"]]
+        for pattern in patterns:
+            try:
+                check_filter(pattern)
+            except BadName as exc:
+                raise CommandError(str(exc), "bad_request") from None
         stream = self._streams.get(identity)
         if stream is not None:
             stream.renewed = time.monotonic()
@@ -255,3 +274,25 @@ class Control:
             for pattern in stream.patterns:
                 self.ops.unfollow(pattern)
             log.debug("mqtt stream ended", why=why, topics=stream.patterns)
+
+
+# Commands that change nothing; every other one is logged with the caller's uid.
+READ_ONLY = frozenset({"ping", "status", "locks", "jobs", "version", "mqtt"})
+
+
+def _peer(frame: zmq.Frame) -> str:
+    """Who sent `frame`, from the kernel: libzmq reads SO_PEERCRED when it accepts an ipc
+    connection and gives it as the Peer-Address property, `<host>:<uid>:<gid>:<pid>`."""
+    try:
+        _, uid, _, pid = str(frame.get("Peer-Address")).rsplit(":", 3)
+        return f"uid={int(uid)} pid={int(pid)}"
+    except (zmq.ZMQError, ValueError, TypeError):
+        return "uid=?"
+
+
+def _log_if_changing(cmd: str, args: Any, peer: str) -> None:
+    args = args if isinstance(args, dict) else {}
+    if cmd in READ_ONLY or (cmd == "experiment" and args.get("name") is None):
+        return
+    shown = " ".join(f"{k}={v!r}" for k, v in sorted(args.items()) if k != "end")[:300]
+    log.info(f"control request {cmd} {shown} from {peer}".replace("  ", " "))

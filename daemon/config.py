@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .names import BadName, check_experiment, check_unit
 from .plugins_site import read_with_plugin_defaults
 
 DEFAULT_CONFIG_PATH = "/etc/pioreactord.ini"
@@ -146,8 +147,9 @@ class Config:
         values = {f"{s.section}.{s.key}": _parse_setting(parser, s, path) for s in SETTINGS}
         return cls(
             path=path,
-            unit=values["pioreactord.unit"] or socket.gethostname(),
-            experiment=values["pioreactord.experiment"],
+            unit=_named(path, "unit", check_unit, values["pioreactord.unit"] or socket.gethostname()),
+            experiment=_named(path, "experiment", check_experiment,
+                              values["pioreactord.experiment"]),
             runtime_dir=Path(values["pioreactord.runtime_dir"]),
             state_dir=Path(values["pioreactord.state_dir"]),
             plugins_dir=Path(values["pioreactord.plugins_dir"]),
@@ -168,6 +170,14 @@ class Config:
             pwm_pins=dict(parser["PWM_pins"]) if parser.has_section("PWM_pins") else {},
             simulation=dict(parser["simulation"]) if parser.has_section("simulation") else {},
         )
+
+
+def _named(path: str, key: str, check: Callable[[str], str], value: str) -> str:
+    """A name that becomes a topic level (names.py): refused here, before it breaks MQTT."""
+    try:
+        return check(value)
+    except BadName as exc:
+        raise ConfigError(f"{path}: [pioreactord] {key}: {exc}") from None
 
 
 def resolve_config_path(cli_path: str | None) -> str:

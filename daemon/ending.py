@@ -201,6 +201,7 @@ class Ending:
         return {"job_name": job.name, "state": job.state, "pid": job.pid,
                 "experiment": job.experiment, "job_id": job.job_id, "source": job.source,
                 "started_at": job.started_at, "uptime": round(time.monotonic() - job.started_mono, 3),
+                "version": job.version,
                 "settings": {k: v.decode("utf-8", "replace") for k, v in job.values.items()}}
 
     @staticmethod

@@ -14,6 +14,7 @@ import structlog
 
 from .gpio import GpioService
 from .jobchannel import JOB_REQUEST_TIMEOUT, JobChannel
+from .names import check_registration
 from .registry import AlreadyRunning, Job, PinBusy, Registry
 from .supervisor import Supervisor, refusal
 
@@ -64,6 +65,8 @@ class JobMessages:
 
     def _on_register(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         try:
+            check_registration(msg.get("job_name"), msg.get("experiment"), msg.get("source"),
+                               msg.get("settings"))
             reply = self.supervisor.register(identity, msg)
         except AlreadyRunning as exc:
             reply = refusal(exc)

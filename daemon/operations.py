@@ -17,12 +17,15 @@ from typing import Any
 
 import structlog
 
+from . import __version__
 from .bridge import Bridge
 from .experiment import ExperimentStore
 from .jobchannel import JobChannel
 from .limits import job_args_error
+from .names import BadName, check_job_name
 from .protocol import CommandError
 from .registry import Job, PinLock, Registry
+from .sink import Sink
 from .supervisor import Reply, Supervisor
 
 log = structlog.get_logger("pioreactord.arbiter")
@@ -31,10 +34,12 @@ log = structlog.get_logger("pioreactord.arbiter")
 class Operations:
     def __init__(self, *, unit: str, pid: int, daemon_id: str, supervisor: Supervisor,
                  registry: Registry, job_channel: JobChannel, bridge: Bridge,
-                 experiments: ExperimentStore) -> None:
+                 experiments: ExperimentStore, sink: Sink | None = None, started_at: str = "",
+                 exec_at: str = "") -> None:
         self.unit, self.pid, self.daemon_id = unit, pid, daemon_id
+        self.started_at, self.exec_at = started_at, exec_at  # pioctl version
         self._supervisor, self._registry, self._channel = supervisor, registry, job_channel
-        self._bridge, self._experiments = bridge, experiments
+        self._bridge, self._experiments, self._sink = bridge, experiments, sink
 
     # --- the unit ------------------------------------------------------------------------------
     def experiment(self) -> str:
@@ -49,6 +54,18 @@ class Operations:
         log.info("experiment changed", experiment=name, previous=previous)
         return previous
 
+    def daemon_status(self) -> dict[str, Any]:
+        """The daemon itself for `pioctl status`: version, pid, when it started and exec'd, and
+        the state of its broker connection and of its SQLite sink (their owners' `state()`)."""
+        part: dict[str, Any] = {"version": __version__, "pid": self.pid,
+                                "started_at": self.started_at, "exec_at": self.exec_at}
+        for name, owner in (("broker", self._bridge), ("sink", self._sink)):
+            state = getattr(owner, "state", None)
+            if callable(state):
+                part[name] = state()
+        part.setdefault("broker", {"connected": self._bridge.connected})
+        return part
+
     # --- jobs ----------------------------------------------------------------------------------
     def job(self, name: str) -> Job | None:
         return self._registry.jobs.get(name)
@@ -61,6 +78,10 @@ class Operations:
 
     def start(self, name: str, args: list[str], *, on_ready: Reply,
               experiment: str | None = None) -> Job:
+        try:
+            check_job_name(name)
+        except BadName as exc:
+            raise CommandError(str(exc), "unknown_job") from None
         too_large = job_args_error(args)  # refused here: never echoed, never sent to a fork
         if too_large:
             raise CommandError(f"{name} not started: {too_large}", "bad_request")

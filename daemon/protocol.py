@@ -10,7 +10,8 @@ identity it does not know with `who`, upon which the job registers again with ev
 Job -> daemon                                    (R = request: carries `id`, gets a `reply`)
   register   R job_name, pid, unit, experiment, source, token, settings {name: meta},
                values {name: wire str}, state, subscriptions [pattern], pins [int],
-               driven [{pin, hz, dc}], adopt      -> unit, experiment, job_id, daemon
+               driven [{pin, hz, dc}], adopt, version (of the code it runs)
+                                                  -> unit, experiment, job_id, daemon
   state        state
   setting      name, value (wire str; null = cleared)
   log          level, message, task, source, experiment, timestamp (when the job emitted it)

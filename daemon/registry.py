@@ -64,6 +64,7 @@ class Job:
     is_long_running: bool = False  # says the job at registration (LongRunning* classes)
     unique: bool = True  # False for a short action: several may run at once
     row_written: bool = False  # its pio_job_metadata row exists (written at registration)
+    version: str | None = None  # the pioreactord version of the code it runs (its registration)
 
     @property
     def registered(self) -> bool:

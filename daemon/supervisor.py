@@ -165,6 +165,7 @@ class Supervisor(Ending):
         job.settings = {k: dict(v) for k, v in (msg.get("settings") or {}).items()}
         job.is_long_running = bool(msg.get("long_running", False))
         job.experiment = str(msg.get("experiment") or job.experiment)  # `$experiment`, say
+        job.version = str(msg["version"]) if msg.get("version") else None
         if job.row_written:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:

@@ -133,11 +133,37 @@ def discover(stop_at: str | None = None) -> list[Entry]:
             line = traceback.format_exception_only(type(exc), exc)[-1].strip()
             entries.append(Entry(name=source, source=source, origin=origin, error=line))
             continue
-        for command in _commands_loaded(origin, loaded, registered_before):
+        commands = _commands_loaded(origin, loaded, registered_before)
+        broken = _bad_name(source, loaded, commands)
+        if broken is not None:  # its names would break MQTT topics: listed, never started
+            entries.append(Entry(name=source, source=source, origin=origin, error=broken))
+            continue
+        for command in commands:
             entries.append(Entry(command.name or source, source, origin, command))
             if command.name == stop_at:
                 return entries
     return entries
+
+
+def _bad_name(source: str, loaded: Any, commands: list[click.Command]) -> str | None:
+    """Why a plugin's names cannot be used (its source, a command's name, a `job_name` of a
+    class it defines), checked once here with the rule of `pioreactord.names`; None if fine."""
+    from pioreactord.names import BadName, check_job_name, check_source
+
+    classes = [v for v in vars(loaded).values() if isinstance(v, type)
+               and v.__module__ == loaded.__name__] \
+        if source != "app" and isinstance(loaded, ModuleType) else []
+    try:
+        if source != "app":
+            check_source(source)
+        for command in commands:
+            check_job_name(command.name or source)
+        for cls in classes:
+            if isinstance(vars(cls).get("job_name"), str):
+                check_job_name(vars(cls)["job_name"])
+    except BadName as exc:
+        return str(exc)
+    return None
 
 
 def find(name: str) -> Entry | None:

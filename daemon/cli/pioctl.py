@@ -1,4 +1,8 @@
-"""`pioctl`: drive pioreactord. One control call per command; nothing heavy imported up front.
+"""`pioctl`'s click group: options, arguments and help. Each command is one call into `core`.
+
+The everyday commands usually never get here: `fast.py` (the console script) parses their plain
+forms itself and calls the same `core` functions; anything else (help, a usage error, `logs`,
+`mqtt`, `start`) comes here.
 
 Exit status (SPEC §3): 0 done; 1 refused or failed; 2 usage error; 3 the daemon cannot be reached.
 """
@@ -7,66 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn
 
 import click
 
-EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
-DEFAULT_TIMEOUT = 15.0
-
-
-class Context:
-    def __init__(self, config_path: str | None, as_json: bool) -> None:
-        self.config_path, self.as_json = config_path, as_json
-        self._config = None
-
-    @property
-    def config(self):
-        if self._config is None:
-            from pioreactord.config import Config, ConfigError
-
-            try:
-                self._config = Config.load(self.config_path)
-            except ConfigError as exc:
-                fail(str(exc))
-        return self._config
-
-    def call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """One control request; exits 3 if the daemon is not there, 1 if it refused."""
-        from pioreactord.client import Unreachable, call
-
-        socket = str(self.config.control_socket)
-        try:
-            reply = call(socket, {"t": "call", "cmd": cmd, "args": args or {}}, timeout)
-        except Unreachable as exc:
-            if "within" in str(exc) and cmd not in ("ping", "status"):
-                fail(f"pioreactord did not answer {cmd!r} within {timeout:g} s (still working on "
-                     f"it; see `pioctl status` and `pioctl logs`)")
-            click.echo(f"pioctl: pioreactord is not reachable ({exc}). Start it with "
-                       f"`systemctl start pioreactord` or `pioreactord --config "
-                       f"{self.config.path}`.", err=True)
-            sys.exit(EXIT_UNREACHABLE)
-        if not reply.get("ok"):
-            if self.as_json:
-                click.echo(json.dumps({"error": reply.get("error"), "code": reply.get("code")}))
-            fail(str(reply.get("error")), echo=not self.as_json)
-        return reply.get("result")
-
-    def output(self, result: Any, text: str) -> None:
-        click.echo(json.dumps(result, indent=None) if self.as_json else text)
-
-
-def fail(message: str, echo: bool = True) -> NoReturn:
-    if echo:
-        click.echo(f"pioctl: {message}", err=True)
-    sys.exit(EXIT_FAILED)
-
-
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=False)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
-             for row in [headers, *rows]]
-    return "\n".join(lines)
+from . import core
+from .core import DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_USAGE, Context, fail, table  # noqa: F401 - plugins.py uses table
 
 
 def _late_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -98,9 +47,7 @@ def cli(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
 @click.pass_obj
 def start(ctx: Context, timeout: float, job: str, job_args: tuple[str, ...]) -> None:
     """Start JOB; JOB_ARGS go to the job's own command. Returns once it is ready."""
-    result = ctx.call("start", {"job": job, "args": list(job_args)}, timeout=timeout)
-    verb = "finished" if result.get("finished") else "ready"
-    ctx.output(result, f"{result['job_name']} {verb} (pid {result['pid']})")
+    core.start(ctx, job, list(job_args), timeout)
 
 
 @cli.command()
@@ -112,10 +59,7 @@ def stop(ctx: Context, jobs: tuple[str, ...], stop_all: bool) -> None:
     """Stop JOBS cleanly (SIGTERM after stop_timeout, SIGKILL 2 s later)."""
     if not jobs and not stop_all:
         raise click.UsageError("name at least one job, or --all")
-    result = ctx.call("stop", {"jobs": list(jobs), "all": stop_all},
-                      timeout=ctx.config.stop_timeout + 5)
-    lines = [f"{r['job_name']} {r['end_state']}" for r in result["stopped"]] or ["nothing to stop"]
-    ctx.output(result["stopped"], "\n".join(lines))
+    core.stop(ctx, list(jobs), stop_all)
 
 
 @cli.command()
@@ -124,8 +68,7 @@ def stop(ctx: Context, jobs: tuple[str, ...], stop_all: bool) -> None:
 @click.pass_obj
 def pause(ctx: Context, job: str) -> None:
     """Put JOB to sleep (state sleeping)."""
-    result = ctx.call("pause", {"job": job})
-    ctx.output(result, f"{job} sleeping")
+    core.set_state(ctx, job, "sleeping")
 
 
 @cli.command()
@@ -134,8 +77,7 @@ def pause(ctx: Context, job: str) -> None:
 @click.pass_obj
 def resume(ctx: Context, job: str) -> None:
     """Wake JOB up (state ready)."""
-    result = ctx.call("resume", {"job": job})
-    ctx.output(result, f"{job} ready")
+    core.set_state(ctx, job, "ready")
 
 
 @cli.command(name="set")
@@ -146,8 +88,7 @@ def resume(ctx: Context, job: str) -> None:
 @click.pass_obj
 def set_(ctx: Context, job: str, setting: str, value: str) -> None:
     """Set a settable published SETTING of JOB (as MQTT /set does)."""
-    result = ctx.call("set", {"job": job, "setting": setting, "value": value})
-    ctx.output(result, f"{job} {setting} = {result.get('value')}")
+    core.set_setting(ctx, job, setting, value)
 
 
 @cli.command()
@@ -155,23 +96,9 @@ def set_(ctx: Context, job: str, setting: str, value: str) -> None:
 @json_option
 @click.pass_obj
 def status(ctx: Context, job: str | None) -> None:
-    """Running jobs: state, pid, experiment, uptime, CPU, memory, settings."""
-    rows = ctx.call("status", {"job": job} if job else {})
-    if ctx.as_json:
-        return ctx.output(rows, "")
-    if not rows:
-        return click.echo("no jobs running")
-    body = [[r["job_name"], r["state"], str(r["pid"]), r["experiment"], _duration(r["uptime"]),
-             "-" if r.get("cpu_percent") is None else f"{r['cpu_percent']:.0f}%",
-             "-" if r.get("rss_mib") is None else f"{r['rss_mib']:.1f} MiB",
-             " ".join(f"{k}={v}" for k, v in sorted(r["settings"].items()))] for r in rows]
-    click.echo(table(body, ["JOB", "STATE", "PID", "EXPERIMENT", "UPTIME", "CPU", "MEMORY", "SETTINGS"]))
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    """Broker connection and log sink, then running jobs: state, pid, experiment, uptime, CPU,
+    memory, version, settings (--json: the jobs)."""
+    core.status(ctx, job)
 
 
 @cli.command()
@@ -179,12 +106,7 @@ def _duration(seconds: float) -> str:
 @click.pass_obj
 def jobs(ctx: Context) -> None:
     """The jobs that can be started, and where each comes from."""
-    entries = ctx.call("jobs", timeout=90)
-    if ctx.as_json:
-        return ctx.output(entries, "")
-    body = [[e["name"], e["source"], e["origin"], f"ERROR: {e['error']}" if e["error"] else e["help"]]
-            for e in entries]
-    click.echo(table(body, ["JOB", "SOURCE", "FROM", "ABOUT"]) if body else "no jobs found")
+    core.jobs(ctx)
 
 
 @cli.command()
@@ -192,11 +114,7 @@ def jobs(ctx: Context) -> None:
 @click.pass_obj
 def locks(ctx: Context) -> None:
     """The GPIO lock registry: held pins, their job, pid and since when."""
-    rows = ctx.call("locks")
-    if ctx.as_json:
-        return ctx.output(rows, "")
-    body = [[str(r["pin"]), r["job_name"], str(r["pid"]), r["since"]] for r in rows]
-    click.echo(table(body, ["PIN", "JOB", "PID", "SINCE"]) if body else "no pins locked")
+    core.locks(ctx)
 
 
 @cli.command()
@@ -205,8 +123,15 @@ def locks(ctx: Context) -> None:
 @click.pass_obj
 def experiment(ctx: Context, name: str | None) -> None:
     """Show the unit's experiment, or change it to NAME (for jobs started from then on)."""
-    result = ctx.call("experiment", {"name": name} if name else {})
-    ctx.output(result, result["experiment"])
+    core.experiment(ctx, name)
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def version(ctx: Context) -> None:
+    """The client's and the running daemon's versions (and when the daemon started and exec'd)."""
+    core.version(ctx)
 
 
 @cli.command()
@@ -234,13 +159,13 @@ def logs(ctx: Context, lines: int, follow: bool, job: str | None, level: str | N
 @click.pass_obj
 def mqtt(ctx: Context, topics: tuple[str, ...], count: int | None) -> None:
     """Print broker messages as `time | topic | payload` (through pioreactord; Ctrl-C ends)."""
-    from pioreactord.client import Unreachable, stream
+    from pioreactord.client import Refused, TimedOut, Unreachable, stream
     from pioreactord.protocol import utc_timestamp
 
     header = {"t": "call", "cmd": "mqtt", "args": {"topics": list(topics)}}
     seen = 0
     try:
-        for message, payload in stream(str(ctx.config.control_socket), header, renew_every=3.0,
+        for message, payload in stream(ctx.control_socket, header, renew_every=3.0,
                                        timeout=DEFAULT_TIMEOUT):
             text = (payload or b"").decode("utf-8", "replace")
             if ctx.as_json:
@@ -251,10 +176,12 @@ def mqtt(ctx: Context, topics: tuple[str, ...], count: int | None) -> None:
             seen += 1
             if count is not None and seen >= count:
                 return
+    except TimedOut as exc:
+        fail(f"timed out: {exc}")
     except Unreachable as exc:
-        click.echo(f"pioctl: pioreactord is not reachable ({exc}). Start it with `systemctl start "
-                   f"pioreactord` or `pioreactord --config {ctx.config.path}`.", err=True)
-        sys.exit(EXIT_UNREACHABLE)
+        ctx.unreachable(exc)
+    except Refused as exc:
+        fail(str(exc))
     except KeyboardInterrupt:
         return
 

@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from pioreactord import __version__
 from pioreactord.protocol import JOB_TOKEN_ENV, SOURCE_ENV, to_wire, topic_matches, utc_timestamp
 
 from ..logging import NOTICE, job_logger
@@ -124,7 +125,8 @@ class BackgroundJob(TransitionHooks):
                 "long_running": long_running,
                 "settings": self._meta, "adopt": adopt, "values": values,
                 "state": self.state if adopt else None,
-                "subscriptions": sorted(self._subscriptions)}
+                "subscriptions": sorted(self._subscriptions),
+                "version": __version__}
 
     # --- hardware ------------------------------------------------------------------------------
     def hardware_request(self, op: str, args: dict[str, Any]) -> dict[str, Any]:

@@ -103,3 +103,16 @@ def test_subscribing_a_topic_again_replaces_the_callback(daemon, watcher):
     watcher.wait(f"pioreactor/{unit}/exp1/resubscriber/heard", "second:")
     rows = daemon.query("SELECT level, source FROM logs WHERE task = 'resubscriber' AND message = 'listening'")
     assert rows == [("NOTICE", "resub_plugin")]
+
+
+def test_is_pio_job_running_asks_the_daemon(daemon):
+    import subprocess
+    import sys
+
+    daemon.pioctl("start", "resubscriber")
+    code = ("from pioreactor.utils import is_pio_job_running, pio_jobs_running; "
+            "print(is_pio_job_running('resubscriber'), is_pio_job_running(['od_reading', "
+            "'resubscriber']), pio_jobs_running())")
+    out = subprocess.run([sys.executable, "-c", code], env=daemon.env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.stdout.strip() == "True [False, True] ['resubscriber']", out.stderr

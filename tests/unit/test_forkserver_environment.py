@@ -21,9 +21,12 @@ def test_the_environment_becomes_the_wanted_one(monkeypatch):
 
 def test_the_rehearsal_runs_and_leaves_no_plugin_behind(capsys):
     import sys
+    import threading
 
     from pioreactor.forkserver import rehearse
 
+    threads = threading.active_count()
     rehearse()
     assert capsys.readouterr().err == ""  # it says so when it fails
     assert "pioreactor_plugins._rehearsal" not in sys.modules
+    assert threading.active_count() == threads  # its channel's threads are gone

@@ -373,3 +373,37 @@ def test_a_job_of_a_broken_plugin_is_named_from_its_ui_job_file(tmp_path, monkey
     assert not_found_reason("fizz", [broken]).startswith("fizz: plugin pioreactor_fizz failed")
     other = not_found_reason("stirring", [broken])
     assert other.startswith("unknown job 'stirring'") and "pioreactor_fizz: ImportError: no fizz" in other
+
+
+def test_pwm_lock_temporarily_releases_on_exit():
+    from pioreactor.utils.pwm import PWM
+    from tests.unit.test_job_hardware import FakeChannel, FakeJob
+
+    channel = FakeChannel()
+    pwm = PWM(13, 100, job=FakeJob(channel))
+    with pwm.lock_temporarily():
+        assert pwm.is_locked()
+    assert not pwm.is_locked()
+    assert [h["op"] for h in channel.sent] == ["lock", "unlock"]
+
+
+def test_create_logger_without_a_job_logs_to_the_terminal(capsys):
+    from pioreactor.logging import create_logger
+
+    logger = create_logger("helper", source="some_plugin")
+    logger.info("hello from a helper")
+    logger.debug("not shown")
+    err = capsys.readouterr().err
+    assert "[helper] hello from a helper" in err and "not shown" not in err
+
+
+def test_catchtime_and_paused_timer():
+    from pioreactor.utils.timing import RepeatedTimer, catchtime, paused_timer
+
+    with catchtime() as elapsed:
+        pass
+    assert 0 <= elapsed() < 1
+    timer = RepeatedTimer(1, lambda: None)
+    with paused_timer(timer):
+        assert timer.is_paused
+    assert not timer.is_paused
