@@ -75,6 +75,9 @@ class Daemon:
         self._startup_notes = list(startup_notes)
         config.runtime_dir.mkdir(parents=True, exist_ok=True)
         check_writable_dir(config.state_dir, "state_dir")  # StorageError: main exits 78
+        stacks = config.runtime_dir / "stacks"  # jobs' stack dumps (jobs/stack_dump.py)
+        stacks.mkdir(exist_ok=True)
+        os.chmod(stacks, 0o1770)  # a job of the group writes its own; sticky: none removes another's
         self._lock_file = self._take_lock()
         self.experiments = ExperimentStore(config.state_dir, config.experiment)
         self.sink = Sink(config.database, report=self._report_storage,

@@ -188,11 +188,32 @@ def decode_status(status: int) -> ExitInfo:
 
 
 def send_signal(pid: int, signum: int) -> bool:
+    """For the daemon's own helpers (the fork server), which are its children. Never pid <= 1,
+    the daemon itself or its process group."""
+    if not may_signal(pid):
+        return False
     try:
         os.kill(pid, signum)
         return True
     except OSError:  # gone, or EPERM: a hand-run job of another user
         return False
+
+
+def signal_process(pidfd: int | None, pid: int | None, signum: int) -> bool:
+    """Signal exactly the process `pidfd` was opened for (a reused pid cannot be hit); `pid` is
+    its pid, checked like send_signal's. False if there is nothing safe to signal."""
+    if pidfd is None or pid is None or not may_signal(pid):
+        return False
+    try:
+        signal.pidfd_send_signal(pidfd, signum)
+        return True
+    except OSError:  # gone, or EPERM: a hand-run job of another user
+        return False
+
+
+def may_signal(pid: int) -> bool:
+    """Never init or "every process" (pid <= 1), the daemon, or the daemon's process group."""
+    return pid > 1 and pid not in (os.getpid(), os.getpgrp())
 
 
 class OutputPipes:

@@ -27,6 +27,7 @@ DEFAULT_CONFIG_PATH = "/etc/pioreactord.ini"
 CONFIG_ENV = "PIOREACTORD_CONFIG"
 HARDWARE_CHOICES = ("auto", "simulated", "rpi_gpio", "pigpio")
 SPAWNER_CHOICES = ("forkserver", "exec")
+RESTART_CHOICES = ("no", "on-failure")
 LOG_LEVELS = ("DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -88,6 +89,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pioreactord", "silent_job_warning", "30",
             "seconds a running job may send nothing (jobs ping every 2 s) before a WARNING says "
             "so; the job is not stopped", parse=_positive_float),
+    Setting("pioreactord", "resume_jobs", "1",
+            "when the daemon starts after a reboot, a power cut or systemctl stop+start, start again "
+            "the jobs that were running then and that no user stopped (resume = 0 in a job's "
+            "section opts it out)", parse=_bool),
+    Setting("pioreactord", "hung_job_warning", "60",
+            "seconds a job's callback (a setter, a state change) may run before a WARNING with the "
+            "stack of every thread of the job says where it is; the job is not stopped",
+            parse=_positive_float),
     Setting("mqtt", "broker_address", "localhost", "host name or address of the Mosquitto broker"),
     Setting("mqtt", "broker_port", "1883", "TCP port of the broker", parse=_port),
     Setting("mqtt", "username", "", "broker user name; empty = anonymous"),
@@ -119,6 +128,8 @@ class Config:
     stop_timeout: float
     spawner: str
     silent_job_warning: float
+    resume_jobs: bool
+    hung_job_warning: float
     broker_address: str
     broker_port: int
     mqtt_username: str
@@ -131,6 +142,8 @@ class Config:
     pwm_channels: dict[str, str] = field(default_factory=dict)
     pwm_pins: dict[str, str] = field(default_factory=dict)  # [PWM_pins]: channel -> BCM pin overrides
     simulation: dict[str, str] = field(default_factory=dict)  # [simulation], for the simulator
+    restart_on_failure: frozenset[str] = frozenset()  # jobs whose section says restart = on-failure
+    not_resumed: frozenset[str] = frozenset()  # jobs whose section says resume = 0
 
     @property
     def control_socket(self) -> Path:
@@ -157,6 +170,8 @@ class Config:
             stop_timeout=values["pioreactord.stop_timeout"],
             spawner=values["pioreactord.spawner"],
             silent_job_warning=values["pioreactord.silent_job_warning"],
+            resume_jobs=values["pioreactord.resume_jobs"],
+            hung_job_warning=values["pioreactord.hung_job_warning"],
             broker_address=values["mqtt.broker_address"],
             broker_port=values["mqtt.broker_port"],
             mqtt_username=values["mqtt.username"],
@@ -169,6 +184,8 @@ class Config:
             pwm_channels=dict(parser["PWM"]) if parser.has_section("PWM") else {},
             pwm_pins=dict(parser["PWM_pins"]) if parser.has_section("PWM_pins") else {},
             simulation=dict(parser["simulation"]) if parser.has_section("simulation") else {},
+            restart_on_failure=_jobs_restarted_on_failure(parser, path),
+            not_resumed=_jobs_not_resumed(parser, path),
         )
 
 
@@ -197,6 +214,31 @@ def read_parser(path: str) -> configparser.ConfigParser:
     except (OSError, configparser.Error) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     return parser
+
+
+def _jobs_restarted_on_failure(parser: configparser.ConfigParser, path: str) -> frozenset[str]:
+    """SPEC §2: `restart = no | on-failure` in a job's own section."""
+    jobs = set()
+    for section in parser.sections():
+        value = parser.get(section, "restart", fallback="no").strip().lower()
+        if value not in RESTART_CHOICES:
+            raise ConfigError(f"{path}: [{section}] restart = {value!r} is not one of "
+                              f"{', '.join(RESTART_CHOICES)}")
+        if value == "on-failure":
+            jobs.add(section)
+    return frozenset(jobs)
+
+
+def _jobs_not_resumed(parser: configparser.ConfigParser, path: str) -> frozenset[str]:
+    """SPEC §2: `resume = 0` in a job's own section opts it out of resume_jobs."""
+    jobs = set()
+    for section in parser.sections():
+        try:
+            if not _bool(parser.get(section, "resume", fallback="1")):
+                jobs.add(section)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: [{section}] resume: {exc}") from None
+    return frozenset(jobs)
 
 
 def _parse_setting(parser: configparser.ConfigParser, setting: Setting, path: str) -> Any:

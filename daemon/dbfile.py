@@ -35,6 +35,12 @@ CREATE TABLE IF NOT EXISTS pio_job_published_settings (setting TEXT NOT NULL, va
 -- Ours: a job's published_settings metadata (JSON), so that the next daemon, after a crash, can
 -- clear the non-persist settings of a job that ended meanwhile.
 CREATE TABLE IF NOT EXISTS pioreactord_job_settings (job_id INTEGER PRIMARY KEY, settings TEXT NOT NULL);
+-- Ours: jobs to start again at the next daemon start if the unit goes down under them
+-- (resume_jobs): written when a job spawned by the daemon registers, removed when it ends for
+-- any reason but the daemon's own shutdown (which sets `shutdown`).
+CREATE TABLE IF NOT EXISTS pioreactord_resume (job_id INTEGER PRIMARY KEY, job_name TEXT NOT NULL,
+  experiment TEXT NOT NULL, command TEXT NOT NULL, boot_id TEXT NOT NULL,
+  shutdown INTEGER NOT NULL DEFAULT 0);
 """
 
 # SQLite's names for "the file is damaged" (everything else is the disk or the permissions).

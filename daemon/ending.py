@@ -14,21 +14,23 @@ used alone.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
+import stat
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from .children import ExitInfo, Spawner, collect_exit, reap_orphans, send_signal
+from .children import ExitInfo, Spawner, collect_exit, reap_orphans, signal_process
 from .config import Config
 from .logs import LogHub, LogRecord
 from .loop import Loop
-from .protocol import EXIT_REFUSED, EXIT_UNKNOWN_JOB, new_id, utc_timestamp
+from .protocol import EXIT_REFUSED, EXIT_UNKNOWN_JOB, STACK_SIGNAL, new_id, utc_timestamp
 from .registry import Job, Registry
-from .sink import END_JOB, Sink
+from .sink import END_JOB, FORGET_RESUME, RESUME_AFTER_SHUTDOWN, Sink
 
 if TYPE_CHECKING:
     from .gpio import GpioService
@@ -39,6 +41,8 @@ log = structlog.get_logger("pioreactord.supervisor")
 Reply = Callable[[dict[str, Any]], None]
 SIGKILL_AFTER_SIGTERM = 2.0
 SHUTDOWN_SLACK = 5.0  # seconds beyond stop_timeout the daemon waits for its jobs when exiting
+STACK_DUMP_WAIT = 0.5  # seconds a job's faulthandler gets to write before the daemon reads
+STACK_DUMP_MAX = 64 * 1024  # bytes of one dump that are logged
 
 
 def is_clean_end(said_bye: bool, exit_info: ExitInfo) -> bool:
@@ -83,14 +87,57 @@ class Ending:
     def _escalate(self, job: Job) -> None:
         if self.registry.jobs.get(job.name) is not job or job.pid is None:
             return
+        if job.stop_requested and job.registered and self.ask_for_stacks(job):
+            self.loop.call_later(STACK_DUMP_WAIT, lambda: self._terminate(job, dumped=True))
+        else:
+            self._terminate(job, dumped=False)
+
+    def _terminate(self, job: Job, dumped: bool) -> None:
+        if self.registry.jobs.get(job.name) is not job:
+            return
+        if dumped:
+            self.log_stacks(job, f"{job.name} (pid {job.pid}) did not stop within "
+                                 f"{self.config.stop_timeout:g} s; sending SIGTERM")
         log.warning("job did not stop in time; sending SIGTERM", job=job.name, pid=job.pid)
-        send_signal(job.pid, signal.SIGTERM)
+        signal_process(job.pidfd, job.pid, signal.SIGTERM)
         self.loop.call_later(SIGKILL_AFTER_SIGTERM, lambda: self._kill(job))
+
+    # --- where a job is stuck ------------------------------------------------------------------
+    def ask_for_stacks(self, job: Job) -> bool:
+        """Have the job's faulthandler write every thread's stack (jobs/stack_dump.py)."""
+        return job.stack_dump and signal_process(job.pidfd, job.pid, STACK_SIGNAL)
+
+    def log_stacks(self, job: Job, headline: str) -> None:
+        """Log, at WARNING under the job's name, what its stack-dump file gained since the last
+        time: a file at the daemon's own path for that pid, owned by the job's uid."""
+        self._log(job, "WARNING", f"{headline}; where its threads are:\n"
+                  + (self._read_stacks(job) or "(no stack dump arrived)"))
+
+    def _read_stacks(self, job: Job) -> str:
+        path = self.config.runtime_dir / "stacks" / str(job.pid)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return ""
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != job.uid:
+                return ""
+            os.lseek(fd, job.stack_read, os.SEEK_SET)
+            data = os.read(fd, STACK_DUMP_MAX)
+        finally:
+            os.close(fd)
+        job.stack_read += len(data)
+        return data.decode("utf-8", "replace").rstrip()
+
+    def _forget_stacks(self, job: Job) -> None:
+        if job.stack_dump and job.pid:
+            (self.config.runtime_dir / "stacks" / str(job.pid)).unlink(missing_ok=True)
 
     def _kill(self, job: Job) -> None:
         if self.registry.jobs.get(job.name) is job and job.pid is not None:
             log.error("job ignored SIGTERM; sending SIGKILL", job=job.name, pid=job.pid)
-            send_signal(job.pid, signal.SIGKILL)
+            signal_process(job.pidfd, job.pid, signal.SIGKILL)
 
     def stop_all(self, reason: str) -> float:
         """The daemon is exiting: stop every job. Returns the budget (s) it waits for them;
@@ -140,33 +187,60 @@ class Ending:
 
     # --- the end -------------------------------------------------------------------------------
     def _ended(self, job: Job) -> None:
-        exit_info = collect_exit(job.pid or 0, bool(job.child and job.child.is_child))
-        self.child_pids.discard(job.pid or 0)
-        if job.pipes is not None:
-            job.pipes.close()
-        self.loop.unwatch(job.pidfd)
-        os.close(job.pidfd)  # type: ignore[arg-type]
-        self.finish(job, exit_info, is_clean_end(job.said_bye, exit_info))
+        exit_info = ExitInfo(None)
+        try:
+            exit_info = collect_exit(job.pid or 0, bool(job.child and job.child.is_child))
+            self.child_pids.discard(job.pid or 0)
+            if job.pipes is not None:
+                job.pipes.close()
+            self.loop.unwatch(job.pidfd)
+            os.close(job.pidfd)  # type: ignore[arg-type]
+        except Exception as exc:  # noqa: BLE001 - whatever failed here, the job is over
+            log.error("collecting an ended job failed", job=job.name, error=repr(exc))
+        finally:
+            self.finish(job, exit_info, is_clean_end(job.said_bye, exit_info))
 
     def finish(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
-        """Release everything `job` held. Called exactly once per job, whatever ended it."""
+        """Release everything `job` held. Called exactly once per job, whatever ended it. Every
+        step runs whatever the others do: a step that fails is logged and the next one runs, so
+        the pins are switched off, the locks freed and the row ended in any case."""
         end_state = "disconnected" if clean else "lost"
-        freed = self.registry.forget(job)
+        freed = self._step(job, "forgetting it", lambda: self.registry.forget(job)) or []
         if job.state != end_state and job.row_written:  # it registered, here or before a restart
-            self._publish(self.topic(job, "$state"), end_state.encode(), qos=2, retain=True)
+            self._step(job, "publishing its $state", lambda: self._publish(
+                self.topic(job, "$state"), end_state.encode(), qos=2, retain=True))
         for name, meta in job.settings.items():
             if not meta.get("persist") and name != "state":
-                self._publish(self.topic(job, name), b"", qos=2, retain=True)
-        self.gpio.release(job, [lock.pin for lock in freed], crashed=not clean)
-        self._on_jobs_changed()
+                self._step(job, f"clearing {name}", functools.partial(
+                    self._publish, self.topic(job, name), b"", qos=2, retain=True))
+        self._step(job, "switching its pins off", lambda: self.gpio.release(
+            job, [lock.pin for lock in freed], crashed=not clean))
+        self._step(job, "updating the job list", self._on_jobs_changed)
         for pattern in job.subscriptions:
-            self._unsubscribe(pattern)
+            self._step(job, f"unsubscribing {pattern}", functools.partial(self._unsubscribe, pattern))
         if job.row_written:
-            self.sink.write(END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id))
-        self._report_end(job, exit_info, clean)
-        self._answer(self._gone_waiters.pop(job.job_id, []),
-                     result={"job_name": job.name, "end_state": end_state,
-                             "exit_code": exit_info.exit_code})
+            self._step(job, "ending its row", lambda: self.sink.write(
+                END_JOB, (utc_timestamp(), exit_info.exit_code, end_state, job.job_id)))
+        self._step(job, "removing its stack-dump file", lambda: self._forget_stacks(job))
+        self._step(job, "reporting its end", lambda: self._report_end(job, exit_info, clean))
+        self._step(job, "deciding whether it starts again", lambda: self._after_end(
+            job, exit_info, clean))
+        self._step(job, "noting whether it resumes", lambda: self.sink.write(
+            RESUME_AFTER_SHUTDOWN if self.stopping and not job.user_stopped else FORGET_RESUME,
+            (job.job_id,)))
+        self._step(job, "answering pioctl stop", lambda: self._answer(
+            self._gone_waiters.pop(job.job_id, []),
+            result={"job_name": job.name, "end_state": end_state, "exit_code": exit_info.exit_code}))
+
+    def _after_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
+        """What follows an end besides releasing (supervisor.py: restart = on-failure)."""
+
+    def _step(self, job: Job, what: str, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except Exception as exc:  # noqa: BLE001 - one failed step never skips the others
+            log.error(f"finishing {job.name}: {what} failed", error=repr(exc))
+            return None
 
     def _report_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
         waiters = self._ready_waiters.pop(job.job_id, [])

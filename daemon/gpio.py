@@ -129,13 +129,13 @@ class GpioService:
         for pin in sorted(pins):
             self._switch_off(pin)
             log.info("pin switched off after its job ended", pin=pin, job=job.name)
-        if pins:
-            self._publish_pwms()
         leds = sorted(c for c, job_id in self._led_setter.items() if job_id == job.job_id)
         for channel in leds:
             del self._led_setter[channel]
         if crashed and leds:
             self._leds_off(leds, job)
+        if pins:
+            self._publish_pwms()  # last: the pins and LEDs are off whatever publishing does
 
     def _leds_off(self, channels: list[str], job: Job) -> None:
         for channel in channels:

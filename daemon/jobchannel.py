@@ -8,8 +8,10 @@ to their replies here, and broker messages are delivered to the jobs subscribed 
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -23,37 +25,80 @@ from .registry import Job, Registry
 log = structlog.get_logger("pioreactord.jobchannel")
 
 Reply = Callable[[dict[str, Any]], None]
-Handler = Callable[[bytes, dict[str, Any], bytes | None], None]
+PeerLookup = Callable[[], "Peer | None"]  # asked only when it matters (registering, anonymous)
+Handler = Callable[[bytes, dict[str, Any], bytes | None, PeerLookup], None]
 RETAINED_WINDOW = 5.0  # seconds after subscribing during which a job accepts retained re-sends
 JOB_REQUEST_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The process at the other end of a job-channel connection, as the kernel recorded it when
+    that process connected (SO_PEERCRED): never what a message claims."""
+
+    uid: int
+    gid: int
+    pid: int
+
+
+def peer_of(frame: zmq.Frame) -> Peer | None:
+    """libzmq gives every message from an ipc:// peer the metadata Peer-Address
+    "<address>:uid:gid:pid" where the kernel has SO_PEERCRED (Linux; libzmq 4.3.4 and 4.3.5)."""
+    try:
+        address = str(frame.get("Peer-Address"))
+    except (zmq.ZMQError, TypeError):
+        return None
+    fields = address.rsplit(":", 3)[1:]
+    if len(fields) != 3 or not all(f.isdigit() for f in fields):
+        return None
+    uid, gid, pid = (int(f) for f in fields)
+    return Peer(uid, gid, pid)
 
 
 class JobChannel:
     def __init__(self, *, socket: zmq.Socket, loop: Loop, registry: Registry) -> None:
         self.socket, self.loop, self.registry = socket, loop, registry
-        self._pending: dict[str, Reply] = {}
+        self._pending: dict[str, tuple[bytes | None, Reply]] = {}  # request id -> (to whom, waiter)
         self._fresh: dict[tuple[int, str], float] = {}  # (job_id, pattern) -> retained window end
-        self._handle: Handler = lambda identity, msg, payload: None
+        self._handle: Handler = lambda identity, msg, payload, peer: None
 
     # --- socket --------------------------------------------------------------------------------
     def listen(self, handle: Handler) -> None:
-        """From now on every message from a job goes to `handle(identity, header, payload)`."""
+        """From now on every message from a job goes to `handle(identity, header, payload,
+        peer)`; `peer()` says who sent it (the kernel's word)."""
         self._handle = handle
         self.loop.watch(self.socket, self.on_readable)
 
     def on_readable(self) -> None:
         for _ in range(1000):  # bounded, so one chatty job cannot starve the loop
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                identity = self.socket.recv(zmq.NOBLOCK)  # ROUTER: the sender, then its frames
             except zmq.Again:
                 return
-            identity, rest = frames[0], frames[1:]
+            first = self.socket.recv(copy=False)
+            rest = [first.bytes, *self._rest_of(first)]
+            # libzmq 4.3.4 (bookworm) puts the peer's metadata on the frames it received, not on
+            # the identity frame the ROUTER adds; 4.3.5 on both.
+            peer = functools.partial(peer_of, first)
             try:
                 msg, payload = decode(rest)
             except ProtocolError as exc:
-                log.warning("bad message on the job channel", error=str(exc))
+                known = peer()
+                log.warning("bad message on the job channel", error=str(exc),
+                            uid=known.uid if known else "?", pid=known.pid if known else "?")
                 continue
-            self._handle(identity, msg, payload)
+            self._handle(identity, msg, payload, peer)
+
+    def _rest_of(self, frame: zmq.Frame) -> list[bytes]:
+        """The frames after `frame` (all of them, so the next read starts a message). One frame
+        at a time: cheaper than recv_multipart, and only the first is kept as a Frame."""
+        rest: list[bytes] = []
+        more = frame.more
+        while more:
+            part = self.socket.recv(copy=False)
+            rest.append(part.bytes)
+            more = part.more
+        return rest
 
     def send(self, identity: bytes | None, header: dict[str, Any], payload: bytes | None = None) -> bool:
         if identity is None:
@@ -68,12 +113,12 @@ class JobChannel:
                 timeout: float = JOB_REQUEST_TIMEOUT) -> None:
         """Send a request to a job; `on_reply` gets its reply, or a timeout error."""
         request_id = new_id()
-        self._pending[request_id] = on_reply
+        self._pending[request_id] = (job.identity, on_reply)
 
         def expire() -> None:
-            waiter = self._pending.pop(request_id, None)
-            if waiter:
-                waiter({"ok": False, "error": f"{job.name} did not answer within {timeout:g} s",
+            pending = self._pending.pop(request_id, None)
+            if pending:
+                pending[1]({"ok": False, "error": f"{job.name} did not answer within {timeout:g} s",
                         "code": "timeout"})
 
         if not self.send(job.identity, {**header, "id": request_id}):
@@ -82,11 +127,14 @@ class JobChannel:
             return
         self.loop.call_later(timeout, expire)
 
-    def answered(self, msg: dict[str, Any]) -> None:
-        """A job's `reply` to one of our requests."""
-        waiter = self._pending.pop(str(msg.get("id")), None)
-        if waiter:
-            waiter({k: v for k, v in msg.items() if k not in ("v", "t", "id")})
+    def answered(self, identity: bytes, msg: dict[str, Any]) -> None:
+        """A job's `reply` to one of our requests; only the connection asked may answer it."""
+        request_id = str(msg.get("id"))
+        pending = self._pending.get(request_id)
+        if pending is None or pending[0] != identity:
+            return
+        del self._pending[request_id]
+        pending[1]({k: v for k, v in msg.items() if k not in ("v", "t", "id")})
 
     # --- MQTT -> jobs --------------------------------------------------------------------------
     def subscribed(self, job: Job, patterns: Iterable[str]) -> None:

@@ -6,14 +6,16 @@ pins) or the bridge (its MQTT traffic); replies go back through the job channel 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
 from .gpio import GpioService
-from .jobchannel import JOB_REQUEST_TIMEOUT, JobChannel
+from .jobchannel import JobChannel, Peer, PeerLookup
 from .names import check_registration
 from .registry import AlreadyRunning, Job, PinBusy, Registry
 from .supervisor import Supervisor, refusal
@@ -23,7 +25,11 @@ log = structlog.get_logger("pioreactord.jobchannel")
 # Hardware ops any process on the job socket may ask without registering as a job: nothing is
 # held, so nothing needs releasing (`led_intensity` from a script or a short action).
 ANONYMOUS_HW_OPS = frozenset({"led"})
-HELD_PER_JOB = 100  # hw requests kept from a job that has not re-registered yet
+# Messages kept from a connection that has not registered (yet): per connection, and how many
+# such connections at once; for at most HOLD_WINDOW s (a job re-registers at once when asked).
+HELD_PER_JOB = 10_000
+HELD_CONNECTIONS = 64
+HOLD_WINDOW = 30.0
 
 
 class JobMessages:
@@ -37,7 +43,8 @@ class JobMessages:
         self._unit = unit
         self._experiment = experiment
         self._asked_who: set[bytes] = set()
-        self._held: dict[bytes, list[tuple[dict, bytes | None]]] = {}  # hw requests before `who`
+        self._held: dict[bytes, Held] = {}  # from connections not registered (yet)
+        self._sender: PeerLookup = lambda: None  # who sent the message being handled
         self._handlers: dict[str, Callable[[bytes, Job | None, dict, bytes | None], None]] = {
             "register": self._on_register, "whoami": self._on_whoami, "log": self._on_log,
             "logs": self._on_logs,
@@ -46,7 +53,9 @@ class JobMessages:
             "bye": self._on_bye, "reply": self._on_reply,
         }
 
-    def handle(self, identity: bytes, msg: dict[str, Any], payload: bytes | None) -> None:
+    def handle(self, identity: bytes, msg: dict[str, Any], payload: bytes | None,
+               peer: PeerLookup) -> None:
+        self._sender = peer
         handler = self._handlers.get(str(msg.get("t")))
         if handler is None:
             log.warning("unknown message type on the job channel", type=msg.get("t"))
@@ -67,7 +76,7 @@ class JobMessages:
         try:
             check_registration(msg.get("job_name"), msg.get("experiment"), msg.get("source"),
                                msg.get("settings"))
-            reply = self.supervisor.register(identity, msg)
+            reply = self.supervisor.register(identity, msg, self._sender())
         except AlreadyRunning as exc:
             reply = refusal(exc)
         except (KeyError, TypeError, ValueError) as exc:
@@ -91,42 +100,69 @@ class JobMessages:
             self.send(identity, {"t": "who", "daemon": self._daemon_id})
 
     def _hold(self, identity: bytes, msg: dict, payload: bytes | None) -> None:
-        """A hw request a job sent while we were away arrives before its re-registration:
-        keep it until the job has registered (its pins are ours again), answer it then."""
-        held = self._held.setdefault(identity, [])
-        if not held:
-            self.loop.call_later(JOB_REQUEST_TIMEOUT, lambda: self._release_held(identity, None))
-        if len(held) >= HELD_PER_JOB:
-            return self._reply(identity, msg, {"ok": False, "error": "not registered",
-                                               "code": "not_registered"})
-        held.append((msg, payload))
+        """A message only a job may send, from a connection that has not registered: a job's
+        lines and hw requests sent while we were away arrive before its re-registration. Keep
+        them until it has registered (its pins are ours again), serve them then; drop them if
+        it never does (a client that is not a job may not speak for one)."""
+        held = self._held.get(identity)
+        if held is None:
+            if len(self._held) >= HELD_CONNECTIONS:
+                return self._refuse(identity, msg, Held(self._sender()))
+            held = self._held[identity] = Held(self._sender())
+            self.loop.call_later(HOLD_WINDOW, lambda: self._release_held(identity, None))
+        if len(held.messages) >= HELD_PER_JOB:
+            return self._refuse(identity, msg, held)
+        held.messages.append((msg, payload))
 
     def _release_held(self, identity: bytes, job: Job | None) -> None:
-        """Answer held hw requests: served for a registered `job`, refused without one."""
-        for msg, payload in self._held.pop(identity, []):
+        """Held messages: served for a registered `job`, refused (hw) or dropped without one."""
+        held = self._held.pop(identity, None)
+        if held is None:
+            return
+        for msg, payload in held.messages:
             if job is not None:
-                self._on_hw(identity, job, msg, payload)
+                self._handlers[str(msg.get("t"))](identity, job, msg, payload)
             else:
-                self._reply(identity, msg, {"ok": False, "error": "not registered",
-                                            "code": "not_registered"})
+                self._refuse(identity, msg, held)
+        if held.dropped:
+            log.warning(f"dropped {held.dropped} message(s) from a client of the job socket that "
+                        f"is not a registered job ({_who(held.peer)})")
+
+    def _refuse(self, identity: bytes, msg: dict, held: Held) -> None:
+        if msg.get("t") == "hw":
+            self._reply(identity, msg, {"ok": False, "error": "not registered",
+                                        "code": "not_registered"})
+        else:
+            held.dropped += 1
 
     def _on_log(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
-        self.supervisor.job_log(job, msg)  # logged even before re-registration: never lose a line
+        if job is None:
+            self._unknown(identity)
+            return self._hold(identity, msg, payload)  # logged once it registers: never lost
+        self.supervisor.job_log(job, msg)
 
     def _on_logs(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         """A burst of log lines in one message, `records`: each what a `log` message holds
         (one receive and one decode per burst instead of per line; MAX_FRAME bounds it)."""
+        if job is None:
+            self._unknown(identity)
+            return self._hold(identity, msg, payload)  # logged once it registers: never lost
         for record in msg.get("records") or ():
             if isinstance(record, dict):
                 self.supervisor.job_log(job, record)
 
     def _on_publish(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
+        if job is None:
+            self._unknown(identity)
+            return self._hold(identity, msg, payload)
         self._publish(str(msg["topic"]), payload or b"", qos=int(msg.get("qos", 0)),
                       retain=bool(msg.get("retain", False)))
 
     def _on_ping(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
         if job is None:
             self._unknown(identity)
+        else:
+            self.supervisor.heartbeat(job, float(msg.get("busy") or 0))
         self.send(identity, {"t": "pong", "daemon": self._daemon_id})
 
     def _on_state(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
@@ -154,6 +190,9 @@ class JobMessages:
                 return self._hold(identity, msg, payload)
             return self._reply(identity, msg, {"ok": False, "error": "not registered",
                                                "code": "not_registered"})
+        if job is None:
+            log.info(f"{msg.get('op')} request from a process that is not a job ({_who(self._sender())})",
+                     args=json.dumps(msg.get("args"), default=str)[:200])
         try:
             result = self.gpio.handle(job, str(msg["op"]), dict(msg.get("args") or {}))
             self._reply(identity, msg, {"ok": True, "result": result})
@@ -172,4 +211,17 @@ class JobMessages:
         self._reply(identity, msg, {"ok": True})
 
     def _on_reply(self, identity: bytes, job: Job | None, msg: dict, payload: bytes | None) -> None:
-        self.channel.answered(msg)
+        self.channel.answered(identity, msg)
+
+
+@dataclass
+class Held:
+    """Messages from one connection that has not registered (yet)."""
+
+    peer: Peer | None
+    messages: list[tuple[dict, bytes | None]] = field(default_factory=list)
+    dropped: int = 0
+
+
+def _who(peer: Peer | None) -> str:
+    return f"uid {peer.uid}, pid {peer.pid}" if peer else "peer unknown"

@@ -88,6 +88,8 @@ class Operations:
         return self._supervisor.start(name, args, experiment=experiment, on_ready=on_ready)
 
     def stop(self, job: Job, on_gone: Reply | None = None) -> None:
+        """A user's stop (pioctl stop, $state/set disconnected): the job is not resumed."""
+        job.user_stopped = True
         self._supervisor.stop(job, on_gone)
 
     def set(self, job: Job, setting: str, value: str, on_reply: Reply | None = None) -> None:

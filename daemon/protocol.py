@@ -10,7 +10,8 @@ identity it does not know with `who`, upon which the job registers again with ev
 Job -> daemon                                    (R = request: carries `id`, gets a `reply`)
   register   R job_name, pid, unit, experiment, source, token, settings {name: meta},
                values {name: wire str}, state, subscriptions [pattern], pins [int],
-               driven [{pin, hz, dc}], adopt, version (of the code it runs)
+               driven [{pin, hz, dc}], adopt, stack_dump (it answers STACK_SIGNAL),
+               version (of the code it runs)
                                                   -> unit, experiment, job_id, daemon
   state        state
   setting      name, value (wire str; null = cleared)
@@ -18,12 +19,19 @@ Job -> daemon                                    (R = request: carries `id`, get
   logs         records [{the fields of log}]: a burst in one message (at most MAX_FRAME)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
-  ping         (heartbeat; answered with pong)
+  ping         busy? (heartbeat; answered with pong; busy: s a callback has been running)
   hw         R op, args, daemon    (PWM, locks, LEDs, ADC: see the daemon's hardware requests;
                                     `daemon` is the instance the job registered with: a new daemon
                                     holds such a request until the job has registered again)
   whoami     R                     -> unit, experiment (for jobs started by hand)
   bye        R                     the job finished its clean-up; exiting next (clean stop)
+
+Who sends a message is what the kernel says, not the message: the daemon reads each connection's
+SO_PEERCRED (uid, gid, pid; libzmq's Peer-Address metadata) and refuses a `register` whose `pid`
+is not the connecting process. Every other message is bound to the job registered on its
+connection. A connection that has not registered may only ask `whoami`, `ping` and `hw` op `led`
+(logged with its uid); its `log`, `publish` and other `hw` messages wait until it registers (a
+job back after a daemon restart) and are dropped, with a WARNING naming the peer, if it never does.
 
 Daemon -> job
   reply        id, ok, result | error, code
@@ -46,6 +54,7 @@ socketpair, one datagram per message, each a header as above (`encode(...)[0]`).
 from __future__ import annotations
 
 import json
+import signal
 import time
 import uuid
 from datetime import UTC, datetime
@@ -74,6 +83,9 @@ EXIT_REFUSED = 75  # the daemon refused registration (already running): nothing 
 EXIT_UNKNOWN_JOB = 78  # no such job: a configuration error, do not retry
 
 STATES = ("init", "ready", "sleeping", "disconnected", "lost")
+# A job that registered with `stack_dump: true` writes every thread's stack to
+# <runtime_dir>/stacks/<pid> on this signal (jobs/stack_dump.py); the daemon logs it.
+STACK_SIGNAL = signal.SIGUSR2
 
 
 class ProtocolError(ValueError):

@@ -64,6 +64,13 @@ class Job:
     is_long_running: bool = False  # says the job at registration (LongRunning* classes)
     unique: bool = True  # False for a short action: several may run at once
     row_written: bool = False  # its pio_job_metadata row exists (written at registration)
+    command: tuple[str, ...] | None = None  # job name and arguments, when this daemon spawned it
+    reached_ready: bool = False  # it was `ready` once (restart = on-failure needs that)
+    user_stopped: bool = False  # pioctl stop or $state/set disconnected (never resumed)
+    uid: int | None = None  # of the process that registered it (the kernel's word)
+    stack_dump: bool = False  # it answers STACK_SIGNAL with a stack dump (jobs/stack_dump.py)
+    stack_read: int = 0  # bytes of its stack-dump file already logged
+    hung_reported: bool = False  # the callback running now was reported (hung_job_warning)
     version: str | None = None  # the pioreactord version of the code it runs (its registration)
 
     @property

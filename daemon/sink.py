@@ -38,6 +38,9 @@ UPDATE_JOB_PID = "UPDATE pio_job_metadata SET pid = ?, job_name = ? WHERE job_id
 END_JOB = """UPDATE pio_job_metadata SET is_running = 0, ended_at = ?, exit_code = ?, end_state = ?
   WHERE job_id = ?"""
 SAVE_SETTINGS_META = "INSERT OR REPLACE INTO pioreactord_job_settings VALUES (?, ?)"
+SAVE_RESUME = "INSERT OR REPLACE INTO pioreactord_resume VALUES (?, ?, ?, ?, ?, 0)"
+RESUME_AFTER_SHUTDOWN = "UPDATE pioreactord_resume SET shutdown = 1 WHERE job_id = ?"
+FORGET_RESUME = "DELETE FROM pioreactord_resume WHERE job_id = ?"
 UPSERT_SETTING = """INSERT INTO pio_job_published_settings
   (setting, value, created_at, updated_at, job_id) VALUES (?, ?, ?, ?, ?)
   ON CONFLICT (setting, job_id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"""
@@ -112,6 +115,15 @@ class Sink:
             return dict(json.loads(row[0])) if row else {}
         except (ValueError, TypeError):
             return {}
+
+    def resume_rows(self) -> list[sqlite3.Row]:
+        """Jobs that were running when the previous daemon (or the unit) went down."""
+        conn = self._reader()
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute("SELECT * FROM pioreactord_resume").fetchall()
+        finally:
+            conn.row_factory = None
 
     # --- writes (any thread) -----------------------------------------------------------------
     def start(self) -> None:

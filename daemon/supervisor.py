@@ -19,11 +19,12 @@ from typing import Any
 
 import structlog
 
-from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, is_our_child, watch_pid
+from . import reexec
+from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch_pid
 from .config import Config
-from .ending import Ending, Reply
+from .ending import STACK_DUMP_WAIT, Ending, Reply
 from .gpio import GpioService
-from .jobchannel import JobChannel
+from .jobchannel import JobChannel, Peer
 from .logs import LogHub, LogRecord
 from .loop import Loop
 from .protocol import (
@@ -39,7 +40,16 @@ from .protocol import (
 )
 from .reexec import DAEMON_ONLY_ENV
 from .registry import AlreadyRunning, Job, Registry
-from .sink import INSERT_JOB, SAVE_SETTINGS_META, UPDATE_JOB_PID, UPSERT_SETTING, Sink
+from .restarts import Restarts
+from .sink import (
+    FORGET_RESUME,
+    INSERT_JOB,
+    SAVE_RESUME,
+    SAVE_SETTINGS_META,
+    UPDATE_JOB_PID,
+    UPSERT_SETTING,
+    Sink,
+)
 
 log = structlog.get_logger("pioreactord.supervisor")
 
@@ -74,6 +84,7 @@ class Supervisor(Ending):
         self.child_pids: set[int] = set()  # spawned and not collected yet (see reap_orphans)
         self._awaited: set[str] = set()  # jobs from before a restart, not re-registered yet
         self.stopping = False  # the daemon is exiting (stop_all): nothing new starts
+        self.restarts = Restarts()
         self._exit_deadline = 0.0
 
     # --- starting ------------------------------------------------------------------------------
@@ -85,7 +96,7 @@ class Supervisor(Ending):
             raise CommandError("pioreactord is shutting down", "refused")
         job = Job(name=job_name, job_id=self._allocate_job_id(), token=new_id(),
                   experiment=experiment or self._experiment(), source="app",
-                  unique=job_name not in SHORT_ACTIONS)
+                  unique=job_name not in SHORT_ACTIONS, command=(job_name, *args))
         self.registry.reserve(job)
         if on_ready:
             self._ready_waiters.setdefault(job.job_id, []).append(on_ready)
@@ -136,9 +147,12 @@ class Supervisor(Ending):
         return job_id
 
     # --- the job channel -----------------------------------------------------------------------
-    def register(self, identity: bytes, msg: dict[str, Any]) -> dict[str, Any]:
-        """A job says who it is. Returns the reply (refusals included)."""
+    def register(self, identity: bytes, msg: dict[str, Any], peer: Peer | None) -> dict[str, Any]:
+        """A job says who it is; the kernel says which process it is (`peer`). Returns the reply
+        (refusals included)."""
         name, pid = str(msg["job_name"]), int(msg["pid"])
+        if peer is None or peer.pid != pid:
+            return self._impostor(name, pid, peer)
         job = self.registry.by_token(msg["token"]) if msg.get("token") else None
         if job is not None and job.pid not in (None, pid):
             # Its token, another process: a fork the fork server reported too late to be used.
@@ -166,11 +180,15 @@ class Supervisor(Ending):
         job.is_long_running = bool(msg.get("long_running", False))
         job.experiment = str(msg.get("experiment") or job.experiment)  # `$experiment`, say
         job.version = str(msg["version"]) if msg.get("version") else None
+        job.uid, job.stack_dump = peer.uid, bool(msg.get("stack_dump"))
         if job.row_written:
             self.sink.write(UPDATE_JOB_PID, (pid, job.name, job.job_id))
         else:
             self._write_row(job)
         self.sink.write(SAVE_SETTINGS_META, (job.job_id, json.dumps(job.settings)))
+        if job.command is not None and job.unique:  # spawned here, not a short action
+            self.sink.write(SAVE_RESUME, (job.job_id, job.name, job.experiment,
+                                          json.dumps(list(job.command)), boot_id()))
         if msg.get("adopt"):
             self._restore(job, msg)
             self.gpio.adopt(job, msg.get("pins") or [], msg.get("driven") or [])
@@ -180,6 +198,13 @@ class Supervisor(Ending):
             log.debug("registered", job=job.name, pid=pid)
         return {"ok": True, "result": {"unit": self.config.unit, "experiment": job.experiment,
                                        "job_id": job.job_id}}
+
+    def _impostor(self, name: str, pid: int, peer: Peer | None) -> dict[str, Any]:
+        who = f"pid {peer.pid}, uid {peer.uid}" if peer else "a process the kernel did not name"
+        log.warning(f"refused the registration of {name}: it claims pid {pid}, but the connection "
+                    f"is {who}")
+        return {"ok": False, "error": f"pid {pid} is not the pid of this connection",
+                "code": "refused"}
 
     def _register_by_hand(self, name: str, pid: int, msg: dict[str, Any]) -> Job | None:
         job = Job(name=name, job_id=self._allocate_job_id(), token=None,
@@ -211,6 +236,7 @@ class Supervisor(Ending):
 
     def state_changed(self, job: Job, state: str) -> None:
         job.state = state
+        job.reached_ready = job.reached_ready or state == "ready"
         self._publish(self.topic(job, "$state"), state.encode(), qos=2, retain=True)
         if state == "ready":
             self._answer(self._ready_waiters.pop(job.job_id, []), result=self.describe(job))
@@ -228,17 +254,60 @@ class Supervisor(Ending):
         job.subscriptions.add(pattern)
         self._subscribe(pattern)
 
+    def heartbeat(self, job: Job, busy: float) -> None:
+        """A job's ping: `busy` s its running callback has not returned (0: none runs). Past
+        hung_job_warning, one WARNING with its stacks per callback; it is not stopped."""
+        if busy < self.config.hung_job_warning:
+            job.hung_reported = False
+            return
+        if job.hung_reported or not self.ask_for_stacks(job):
+            return
+        job.hung_reported = True
+        headline = (f"{job.name} (pid {job.pid}): a callback has not returned for {busy:.0f} s "
+                    f"(hung_job_warning = {self.config.hung_job_warning:g}); not stopping it")
+        self.loop.call_later(STACK_DUMP_WAIT, lambda: self.log_stacks(job, headline))
+
     def said_bye(self, job: Job) -> None:
         job.said_bye = True
 
-    def job_log(self, job: Job | None, msg: dict[str, Any]) -> None:
-        """A job's log line, stamped when the job emitted it (lines buffered while the daemon
-        was away keep their time); a job not registered (yet) says its experiment itself."""
-        experiment = job.experiment if job else str(msg.get("experiment") or self._experiment())
+    def job_log(self, job: Job, msg: dict[str, Any]) -> None:
+        """A job's log line, under its own name, experiment and source (whatever the message
+        says), stamped when the job emitted it (lines buffered while the daemon was away keep
+        their time). The log hub cuts a line longer than limits.MAX_LOG_LINE."""
         self.hub.emit(LogRecord.now(msg.get("level", "INFO"), str(msg.get("message", "")),
-                                    str(msg.get("task") or (job.name if job else "?")), experiment,
-                                    str(msg.get("source") or (job.source if job else "app")),
+                                    job.name, job.experiment, job.source,
                                     timestamp=str(msg.get("timestamp") or "")))
+
+    # --- restart = on-failure ----------------------------------------------------------------
+    def _after_end(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
+        if (clean or job.stop_requested or self.stopping or job.command is None or not job.unique
+                or {job.name, job.command[0]}.isdisjoint(self.config.restart_on_failure)):
+            return
+        verdict = self.restarts.after_lost(
+            job.name, uptime=time.monotonic() - job.started_mono, failure=exit_info.describe(),
+            reached_ready=job.reached_ready, exit_code=exit_info.exit_code)
+        if verdict.delay is None:
+            self._log(job, "ERROR" if verdict.gave_up else "WARNING",
+                      f"{job.name} {exit_info.describe()}; not restarting it: {verdict.why_not}")
+            return
+        self._log(job, "WARNING", f"{job.name} {exit_info.describe()}; starting it again in "
+                                  f"{verdict.delay:g} s (restart = on-failure)")
+        command, experiment = job.command, job.experiment
+        self.loop.call_later(verdict.delay, lambda: self._start_again(command, experiment))
+
+    def _start_again(self, command: tuple[str, ...], experiment: str) -> None:
+        name, args = command[0], list(command[1:])
+        if self.stopping or name in self.registry.jobs:
+            return  # the daemon is exiting, or someone started it meanwhile
+
+        def started(answer: dict[str, Any]) -> None:
+            if not answer.get("ok"):
+                log.error(f"starting {name} again failed: {answer.get('error')}")
+
+        try:
+            self.start(name, args, experiment=experiment, on_ready=started)
+        except (AlreadyRunning, CommandError, OSError) as exc:
+            log.error(f"starting {name} again failed: {exc}")
 
     # --- adoption after a daemon restart ------------------------------------------------------
     def adopt_previous_jobs(self, pipes: dict[int, tuple[int | None, int | None]] | None = None) -> None:
@@ -247,12 +316,13 @@ class Supervisor(Ending):
         ends: $state, non-persist settings cleared, row closed (is_running is never left at 1
         for a process that is gone). `pipes`: the output pipes a re-exec handed over."""
         pipes = dict(pipes or {})
+        resumable = self.sink.resume_rows()  # read before the rows left running are ended
         for job in self._jobs_from_rows(self.sink.running_rows()):
             created = _process_start(job.pid or 0, job.started_at)
             if created is not None and job.name not in self.registry.jobs:
                 job.started_mono = time.monotonic() - max(0.0, time.time() - created)
                 self.registry.reserve(job)
-                own = _own_child(job.pid or 0, pipes.pop(job.pid or 0, (None, None)))
+                own = reexec.own_child(job.pid or 0, pipes.pop(job.pid or 0, (None, None)))
                 if self.watch_process(job, job.pid or 0, own):
                     log.info("waiting for a job from before the restart", job=job.name, pid=job.pid)
                     self._awaited.add(job.name)
@@ -262,10 +332,32 @@ class Supervisor(Ending):
                         job=job.name, pid=job.pid)
             self.finish(job, ExitInfo(None), clean=False)
         for out, err in pipes.values():  # a job whose row is gone: its pipes are of no use
-            _close_fds(out, err)
+            reexec.close_fds(out, err)
         if self._awaited:
             self.gpio.hold_state()
             self.loop.call_later(ADOPTION_GRACE, self.gpio.release_state)
+        self._resume(resumable)
+
+    def _resume(self, rows: Iterable[Any]) -> None:
+        """resume_jobs: start again the jobs the unit's going down ended (a reboot or power cut:
+        another boot id; systemctl stop: the daemon's own shutdown), unless a user stopped them
+        or their section says resume = 0. A job that died while a crashed daemon was away is
+        not resumed (restart = on-failure is for failures)."""
+        adopted = {job.job_id for job in self.registry.jobs.values()}
+        boot = boot_id()
+        for row in rows:
+            if row["job_id"] in adopted:
+                continue  # it outlived the daemon
+            self.sink.write(FORGET_RESUME, (row["job_id"],))
+            command = [str(part) for part in json.loads(row["command"])]
+            went_down = bool(row["shutdown"]) or row["boot_id"] != boot
+            if not went_down or not self.config.resume_jobs or \
+                    not {row["job_name"], command[0]}.isdisjoint(self.config.not_resumed):
+                continue
+            why = "pioreactord was stopped" if row["shutdown"] else "the unit went down"
+            self.hub.emit(LogRecord.now("NOTICE", f"resuming {row['job_name']}: it was running "
+                                        f"when {why}", "pioreactord", row["experiment"]))
+            self._start_again(tuple(command), str(row["experiment"]))
 
     def _adoption_settled(self, job: Job) -> None:
         """`job` from before the restart re-registered or ended: once none is awaited any more,
@@ -292,25 +384,13 @@ class Supervisor(Ending):
                     settings=self.sink.settings_meta_of(row["job_id"])) for row in rows]
 
 
-def _own_child(pid: int, pipes: tuple[int | None, int | None]) -> Child | None:
-    """After a re-exec the jobs are still this process's children: their exit status can be
-    collected and their output pipes read again. None for any other job (pipes closed)."""
-    pidfd = None
-    if is_our_child(pid):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            pass
-    if pidfd is None:
-        _close_fds(*pipes)
-        return None
-    return Child(pid, pidfd, pipes[0], pipes[1], True, via="re-exec")
-
-
-def _close_fds(*fds: int | None) -> None:
-    for fd in fds:
-        if fd is not None:
-            os.close(fd)
+def boot_id() -> str:
+    """This boot of the machine (a reboot or a power cut gives another)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 def refusal(exc: AlreadyRunning) -> dict[str, Any]:

@@ -91,6 +91,7 @@ class Channel:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._wake_pending = False  # a wake byte is on its way: a burst of sends writes one
         self._closing = threading.Event()
+        self._busy_since: float | None = None  # a callback has been running since (monotonic)
         # No heartbeat until the job has registered: a ping from an identity the daemon does not
         # know yet is answered with `who`, which would make the job register a second time.
         self._heartbeat = threading.Event()
@@ -180,7 +181,7 @@ class Channel:
                 if not self._heartbeat.is_set():
                     next_ping = time.monotonic() + HEARTBEAT_SECONDS
                 elif time.monotonic() >= next_ping:
-                    self._socket.send_multipart(encode({"t": "ping"}), zmq.NOBLOCK)
+                    self._socket.send_multipart(encode({"t": "ping", **self._busy()}), zmq.NOBLOCK)
                     next_ping = time.monotonic() + HEARTBEAT_SECONDS
         except zmq.ZMQError:
             pass
@@ -257,7 +258,16 @@ class Channel:
             if item is None:
                 return
             header, payload = item
+            self._busy_since = time.monotonic()
             try:
                 self._on_event(header, payload)
             except Exception as exc:  # noqa: BLE001 - reported by the job's own handler
                 print(f"pioreactor: callback failed: {exc!r}", flush=True)
+            finally:
+                self._busy_since = None
+
+    def _busy(self) -> dict[str, float]:
+        """For the heartbeat: how long the running callback (set_*, a state change, a message
+        callback) has not returned; the daemon warns past hung_job_warning s."""
+        since = self._busy_since
+        return {"busy": round(time.monotonic() - since, 1)} if since is not None else {}

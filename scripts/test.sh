@@ -11,7 +11,8 @@ step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
 APT_PACKAGES=(mosquitto python3-venv python3-setuptools python3-wheel python3-pytest
               python3-pytest-timeout python3-paho-mqtt python3-zmq python3-psutil
-              python3-structlog python3-click python3-sdnotify python3-pigpio)
+              python3-structlog python3-click python3-sdnotify python3-pigpio
+              python3-smbus2)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -3,9 +3,10 @@
 Two implementations of `I2CBus`:
 
 - `LinuxI2CBus`: the kernel's i2c-dev (`/dev/i2c-1`, the header's SDA/SCL on every Pi), used by
-  the rpi_gpio backend. Every transfer is one `I2C_RDWR` ioctl carrying packed `struct i2c_msg`s,
-  so write-then-read is a single combined transaction (repeated start) and no `I2C_SLAVE`
-  address is bound to the file (that would fail with EBUSY where a kernel driver owns the chip).
+  the rpi_gpio backend, through smbus2 (python3-smbus2). Every transfer is one `I2C_RDWR` ioctl
+  (`SMBus.i2c_rdwr` with `i2c_msg`s), so write-then-read is a single combined transaction
+  (repeated start) and no `I2C_SLAVE` address is bound to the file (that would fail with EBUSY
+  where a kernel driver owns the chip).
 - `PigpioI2CBus`: pigpiod's i2c_open / i2c_write_device / i2c_read_device over the pigpio backend's
   connection; write-then-read is a write and a read (a stop between), which both HAT chips accept.
 
@@ -15,30 +16,17 @@ Errors: `I2CUnavailable` when the bus cannot be opened at all (the message says 
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import fcntl
-import os
-import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+
+from smbus2 import SMBus, i2c_msg
 
 from .base import HardwareError
 
 DEFAULT_DEVICE = Path("/dev/i2c-1")
 DEFAULT_BUS = 1
-
-# <linux/i2c-dev.h>, <linux/i2c.h>
-I2C_RDWR = 0x0707
-I2C_M_RD = 0x0001
-# struct i2c_msg { __u16 addr; __u16 flags; __u16 len; __u8 *buf; }, native alignment
-I2C_MSG = struct.Struct("@HHHP")
-# struct i2c_rdwr_ioctl_data { struct i2c_msg *msgs; __u32 nmsgs; }; the kernel copies
-# sizeof() of it, which includes the tail padding to pointer alignment that struct leaves out.
-_RDWR = struct.Struct("@PI")
-_POINTER_SIZE = struct.calcsize("@P")
-RDWR_SIZE = -(-_RDWR.size // _POINTER_SIZE) * _POINTER_SIZE
 
 ENABLE_I2C = (
     "enable I2C with `sudo raspi-config nonint do_i2c 0` (or raspi-config -> Interface Options "
@@ -72,16 +60,6 @@ def check_address(address: int) -> int:
     return address
 
 
-def pack_messages(messages: Sequence[tuple[int, int, int, int]]) -> bytes:
-    """(addr, flags, length, buffer address) for each message -> an array of struct i2c_msg."""
-    return b"".join(I2C_MSG.pack(*message) for message in messages)
-
-
-def pack_rdwr(messages_address: int, count: int) -> bytes:
-    """The I2C_RDWR ioctl's argument: struct i2c_rdwr_ioctl_data, with its tail padding."""
-    return _RDWR.pack(messages_address, count).ljust(RDWR_SIZE, b"\0")
-
-
 def open_failure(device: Path, exc: OSError) -> I2CUnavailable:
     if isinstance(exc, FileNotFoundError):
         return I2CUnavailable(f"{device} does not exist, so the HAT cannot be reached: {ENABLE_I2C}")
@@ -94,16 +72,13 @@ def open_failure(device: Path, exc: OSError) -> I2CUnavailable:
 
 
 class LinuxI2CBus:
-    """i2c-dev on `device` (default DEFAULT_DEVICE). `ioctl` is fcntl.ioctl; tests pass a
-    stand-in for the kernel."""
+    """i2c-dev on `device` (default DEFAULT_DEVICE), through smbus2."""
 
-    def __init__(self, device: Path | None = None, *,
-                 ioctl: Callable[..., Any] = fcntl.ioctl) -> None:
+    def __init__(self, device: Path | None = None) -> None:
         self.device = Path(device or DEFAULT_DEVICE)
         self.where = str(self.device)
-        self._ioctl = ioctl
         try:
-            self._fd: int | None = os.open(self.device, os.O_RDWR | os.O_CLOEXEC)
+            self._bus: SMBus | None = SMBus(str(self.device))
         except OSError as exc:
             raise open_failure(self.device, exc) from exc
 
@@ -119,27 +94,20 @@ class LinuxI2CBus:
     def _transfer(self, address: int, segments: list[bytes | int]) -> list[bytes]:
         """One I2C_RDWR: bytes are written, an int is a read of that many bytes."""
         check_address(address)
-        if self._fd is None:
+        if self._bus is None:
             raise I2CUnavailable(f"{self.where} is closed")
-        buffers, messages = [], []
-        for segment in segments:
-            if isinstance(segment, int):
-                buffer, flags = ctypes.create_string_buffer(segment), I2C_M_RD
-            else:
-                buffer, flags = ctypes.create_string_buffer(segment, len(segment)), 0
-            buffers.append((buffer, flags))
-            messages.append((address, flags, len(buffer), ctypes.addressof(buffer)))
-        table = ctypes.create_string_buffer(pack_messages(messages))
+        messages = [i2c_msg.read(address, s) if isinstance(s, int) else i2c_msg.write(address, s)
+                    for s in segments]
         try:
-            self._ioctl(self._fd, I2C_RDWR, pack_rdwr(ctypes.addressof(table), len(messages)))
+            self._bus.i2c_rdwr(*messages)
         except OSError as exc:
             raise transfer_failure(self.where, address, exc) from exc
-        return [buffer.raw for buffer, flags in buffers if flags & I2C_M_RD]
+        return [bytes(m) for m, s in zip(messages, segments, strict=True) if isinstance(s, int)]
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._bus is not None:
+            self._bus.close()
+            self._bus = None
 
 
 def transfer_failure(where: str, address: int, exc: OSError) -> I2CError:

@@ -17,6 +17,7 @@ from typing import Any
 from pioreactor.exc import HardwareRequestError, JobPresentError, PWMLockError
 from pioreactord.protocol import JOB_SOCKET_ENV
 
+from .. import stack_dump
 from ..channel import Channel, RequestFailed, check_daemon_listening
 from .stdio_guard import reroute_orphaned_output
 
@@ -44,6 +45,7 @@ class DaemonLink:
         self.driven_pins: dict[int, dict[str, float]] = {}
         self.send_lock = threading.RLock()  # a value changes and is sent in one step (reregister)
         self.ended = threading.Event()
+        self.stack_dump = False  # faulthandler answers the daemon's STACK_SIGNAL (stack_dump.py)
         self._describe, self._on_event, self._report = describe, on_event, report
         self._reregistering = threading.Lock()
 
@@ -56,6 +58,7 @@ class DaemonLink:
         check_daemon_listening(path)
         identity = f"{self.job_name}:{os.getpid()}:{os.urandom(3).hex()}"
         channel = Channel(path, identity, self._dispatch)
+        self.stack_dump = stack_dump.install(path)  # the daemon may ask where we are stuck
         try:
             self.daemon_id = channel.request(self.registration(adopt=False)).get("daemon")
         except RequestFailed as exc:
@@ -68,6 +71,7 @@ class DaemonLink:
 
     def registration(self, adopt: bool) -> dict[str, Any]:
         return {"t": "register", **self._describe(adopt), "pid": os.getpid(),
+                "stack_dump": self.stack_dump,
                 "pins": sorted(self.locked_pins),
                 "driven": [dict(v) for _, v in sorted(dict(self.driven_pins).items())]}
 

@@ -17,9 +17,19 @@ from typing import Any
 import pytest
 
 from pioreactord import ending, supervisor
-from pioreactord.children import Child, ExitInfo, SpawnRequest, collect_exit, decode_status
+from pioreactord.children import (
+    Child,
+    ExitInfo,
+    SpawnRequest,
+    collect_exit,
+    decode_status,
+    may_signal,
+    send_signal,
+    signal_process,
+)
 from pioreactord.config import Config
 from pioreactord.gpio import GpioService
+from pioreactord.jobchannel import Peer
 from pioreactord.protocol import EXIT_REFUSED, EXIT_UNKNOWN_JOB, CommandError
 from pioreactord.registry import AlreadyRunning, Job, PinBusy, Registry
 from pioreactord.sink import END_JOB, INSERT_JOB, UPDATE_JOB_PID
@@ -83,6 +93,7 @@ class FakeSink:
     def __init__(self, rows: list[dict] | None = None, meta: dict | None = None) -> None:
         self.writes: list[tuple[str, tuple]] = []
         self.rows, self.meta = rows or [], meta or {}
+        self.resumable: list[dict] = []
 
     def next_job_id(self) -> int:
         return 1
@@ -92,6 +103,9 @@ class FakeSink:
 
     def running_rows(self) -> list[dict]:
         return self.rows
+
+    def resume_rows(self) -> list[dict]:
+        return self.resumable
 
     def settings_meta_of(self, job_id: int) -> dict:
         return self.meta.get(job_id, {})
@@ -159,9 +173,9 @@ class Bench:
 
     def register(self, job: Job | None, name: str = "stirring", pid: int | None = None,
                  identity: bytes = b"id-1", **fields: Any) -> dict:
-        msg = {"job_name": name, "pid": pid if pid is not None else (job.pid if job else 0),
-               "token": job.token if job else None, **fields}
-        return self.sup.register(identity, msg)
+        pid = pid if pid is not None else (job.pid if job else 0)
+        msg = {"job_name": name, "pid": pid, "token": job.token if job else None, **fields}
+        return self.sup.register(identity, msg, Peer(1000, 1000, pid))
 
     def end(self, job: Job, exit_info: ExitInfo) -> None:
         """The job's process ends: its pidfd becomes readable."""
@@ -182,7 +196,8 @@ def bench(monkeypatch, tmp_path) -> Bench:
                        subscribe=lambda pattern: None, unsubscribe=b.unsubscribed.append,
                        experiment=lambda: EXP)
     monkeypatch.setattr(ending, "collect_exit", lambda pid, is_child: b.exits.get(pid, ExitInfo(None)))
-    monkeypatch.setattr(ending, "send_signal", lambda pid, signum: b.signals.append((pid, signum)))
+    monkeypatch.setattr(ending, "signal_process",
+                        lambda pidfd, pid, signum: b.signals.append((pid, signum)))
     monkeypatch.setattr(supervisor, "watch_pid", lambda pid: _fd() if pid in b.alive else None)
     # The shutdown budget is on the monotonic clock: the fake loop's virtual one, for this test.
     monkeypatch.setattr(ending.time, "monotonic", lambda: loop.now)
@@ -193,7 +208,8 @@ def _config(tmp_path: Path) -> Config:
     return Config(path=str(tmp_path / "pioreactord.ini"), unit=UNIT, experiment=EXP,
                   runtime_dir=tmp_path, state_dir=tmp_path, plugins_dir=tmp_path,
                   hardware="simulated", stop_timeout=STOP_TIMEOUT, spawner="exec",
-                  silent_job_warning=30.0, broker_address="localhost", broker_port=1883,
+                  silent_job_warning=30.0, resume_jobs=True, hung_job_warning=60.0, broker_address="localhost",
+                  broker_port=1883,
                   mqtt_username="", mqtt_password="", mqtt_use_tls=False,
                   database=tmp_path / "db.sqlite", log_file=tmp_path / "log",
                   console_log_level="INFO")
@@ -219,12 +235,26 @@ def test_a_spawned_job_registers_with_its_token_and_gets_its_row(bench):
 def test_registrations_that_are_refused(bench, case, claim, code):
     other, _ = bench.start("od_reading")
     job, _ = bench.start()
-    reply = bench.sup.register(b"id-1", {"job_name": "stirring", "pid": job.pid,
-                                         "token": job.token, **claim})
+    msg = {"job_name": "stirring", "pid": job.pid, "token": job.token, **claim}
+    reply = bench.sup.register(b"id-1", msg, Peer(1000, 1000, msg["pid"]))
     assert (reply["ok"], reply["code"]) == (False, code), case
     assert bench.registry.by_identity(b"id-1") is None
     assert not bench.sink.rows_written(INSERT_JOB)
     assert bench.registry.jobs == {"od_reading": other, "stirring": job}
+
+
+@pytest.mark.parametrize("case, claimed, peer", [
+    ("another process's pid (the broker's, say)", 4242, Peer(1000, 1000, 5000)),
+    ("pid 0: the daemon's own process group", 0, Peer(1000, 1000, 5000)),
+    ("pid -1: every process of the user", -1, Peer(1000, 1000, 5000)),
+    ("no credentials from the kernel", 5000, None),
+])
+def test_a_registration_must_claim_the_pid_the_kernel_saw(bench, case, claimed, peer):
+    job, _ = bench.start()
+    reply = bench.sup.register(b"id-1", {"job_name": "stirring", "pid": claimed,
+                                         "token": job.token}, peer)
+    assert (reply["ok"], reply["code"]) == (False, "refused"), case
+    assert bench.registry.by_identity(b"id-1") is None and job.pid != claimed
 
 
 @pytest.mark.parametrize("case, token, name, pid_alive, accepted_as", [
@@ -238,7 +268,8 @@ def test_registrations_that_are_accepted(bench, case, token, name, pid_alive, ac
     if pid_alive:
         bench.alive.add(pid)
     reply = bench.sup.register(b"id-1", {"job_name": name, "pid": pid,
-                                         "token": job.token if token else None})
+                                         "token": job.token if token else None},
+                               Peer(1000, 1000, pid))
     assert reply["ok"], case
     registered = bench.registry.by_identity(b"id-1")
     assert registered is not None and registered.name == accepted_as
@@ -352,6 +383,15 @@ def test_finish_releases_everything_the_job_held(bench, clean, leds_off):
 def test_exit_status_decoding(status, exit_code, signal_name, described):
     info = decode_status(status)
     assert (info.exit_code, info.signal_name, info.describe()) == (exit_code, signal_name, described)
+
+
+@pytest.mark.parametrize("pid, allowed", [(0, False), (1, False), (-1, False),
+                                          (os.getpid(), False), (os.getpgrp(), False),
+                                          (999_999, True)])
+def test_signals_never_go_to_init_everyone_or_the_daemon(pid, allowed):
+    assert may_signal(pid) is allowed
+    if not allowed:
+        assert signal_process(_fd(), pid, 0) is False and send_signal(pid, 0) is False
 
 
 def test_a_process_that_is_not_our_child_ends_with_an_unknown_status():
@@ -507,3 +547,120 @@ def test_pins_belong_to_one_job_and_forget_returns_them():
     assert registry.by_identity(b"a") is None and registry.by_identity(b"b") is job
     assert [lock.pin for lock in registry.forget(job)] == [17]
     assert registry.pins == {} and registry.by_identity(b"b") is None
+
+
+# --- an end nothing can break --------------------------------------------------------------------
+def test_finish_releases_pins_locks_and_row_whatever_else_fails(bench):
+    """A name the broker rejects (`we+ird`) made every publish raise, and finish stopped at the
+    first: the pin stayed on, the row running and pioctl unanswered."""
+    def refuse(topic, payload, **kwargs):
+        if "+" in topic:
+            raise ValueError("Publish topic cannot contain wildcards.")
+        bench.published.append((topic, payload))
+
+    bench.sup._publish = refuse
+    bench.sup._unsubscribe = lambda pattern: 1 / 0
+    job, replies = bench.start("we+ird")
+    bench.register(job, name="we+ird", settings={"speed": {"persist": False}})
+    bench.sup.gpio.handle(job, "lock", {"pin": 12})
+    bench.sup.gpio.handle(job, "pwm", {"pin": 12, "dc": 30})
+    job.subscriptions.add("pioreactor/#")
+    gone: list[dict] = []
+    bench.sup.stop(job, on_gone=gone.append)
+    bench.end(job, ExitInfo(-9, "SIGKILL"))
+    assert ("pwm_off", 12) in bench.backend.calls and bench.registry.pins == {}
+    assert bench.sink.rows_written(END_JOB)[0][2] == "lost"
+    assert gone[0]["result"]["end_state"] == "lost" and bench.registry.jobs == {}
+    assert replies  # pioctl start got its answer too
+
+
+def test_a_failure_while_collecting_the_exit_still_finishes_the_job(bench, monkeypatch):
+    job, _ = bench.start()
+    bench.register(job)
+    monkeypatch.setattr(ending, "collect_exit", lambda pid, is_child: 1 / 0)
+    bench.loop.handlers[job.pidfd]()
+    assert bench.registry.jobs == {} and bench.sink.rows_written(END_JOB)[0][1:3] == (None, "lost")
+
+
+# --- restart = on-failure ------------------------------------------------------------------------
+@pytest.mark.parametrize("how, restarted", [
+    ("lost after ready", True),
+    ("stopped by a user", False),
+    ("clean exit", False),
+    ("never ready", False),
+])
+def test_which_ends_are_started_again(bench, how, restarted):
+    import dataclasses
+
+    bench.sup.config = dataclasses.replace(bench.sup.config, restart_on_failure=frozenset({"stirring"}))
+    replies: list[dict] = []
+    job = bench.sup.start("stirring", ["--target-rpm", "600"], on_ready=replies.append)
+    bench.register(job)
+    if how != "never ready":
+        bench.sup.state_changed(job, "ready")
+    if how == "stopped by a user":
+        bench.sup.stop(job)
+    if how == "clean exit":
+        bench.sup.said_bye(job)
+    bench.end(job, ExitInfo(0) if how == "clean exit" else KILLED)
+    bench.loop.advance(1.0)
+    again = [r for r in bench.spawner.requests[1:] if r.job_name == "stirring"]
+    assert (len(again) == 1) is restarted, how
+    if restarted:
+        assert again[0].args == ("--target-rpm", "600")
+        assert any(r.level == "WARNING" and "starting it again in 1 s (restart = on-failure)"
+                   in r.message for r in bench.hub.records)
+
+
+# --- resume_jobs ---------------------------------------------------------------------------------
+def _resume_row(job_id: int, name: str, boot: str, shutdown: int) -> dict:
+    return {"job_id": job_id, "job_name": name, "experiment": "exp7", "boot_id": boot,
+            "command": f'["{name}", "--x", "1"]', "shutdown": shutdown}
+
+
+@pytest.mark.parametrize("case, boot, shutdown, opted_out, resumed", [
+    ("pioreactord was stopped (systemctl stop)", "this", 1, False, True),
+    ("a reboot or a power cut: another boot", "other", 0, False, True),
+    ("the daemon crashed and the job died meanwhile", "this", 0, False, False),
+    ("its section says resume = 0", "other", 0, True, False),
+])
+def test_what_is_resumed_at_start(bench, monkeypatch, case, boot, shutdown, opted_out, resumed):
+    import dataclasses
+
+    monkeypatch.setattr(supervisor, "boot_id", lambda: "this")
+    bench.sup.config = dataclasses.replace(
+        bench.sup.config, not_resumed=frozenset({"stirring"} if opted_out else ()))
+    bench.sink.resumable = [_resume_row(5, "stirring", boot, shutdown)]
+    bench.sup.adopt_previous_jobs()
+    started = [(r.job_name, r.args) for r in bench.spawner.requests]
+    assert (started == [("stirring", ("--x", "1"))]) is resumed, case
+    if resumed:
+        assert bench.registry.jobs["stirring"].experiment == "exp7"
+        assert any(r.level == "NOTICE" and r.message.startswith("resuming stirring")
+                   for r in bench.hub.records)
+    assert ("DELETE FROM pioreactord_resume WHERE job_id = ?", (5,)) in bench.sink.writes
+
+
+def test_a_job_that_outlived_the_daemon_is_adopted_not_resumed(bench, monkeypatch):
+    monkeypatch.setattr(supervisor, "_process_start", lambda pid, started_at: 0.0)
+    bench.alive.add(7001)
+    bench.sink.rows = [_row(5, "stirring", 7001)]
+    bench.sink.resumable = [_resume_row(5, "stirring", "other", 1)]
+    bench.sup.adopt_previous_jobs()
+    assert bench.spawner.requests == [] and bench.registry.jobs["stirring"].pid == 7001
+
+
+@pytest.mark.parametrize("who_stops, kept_for_resume", [("the daemon's shutdown", True),
+                                                        ("a user", False)])
+def test_a_shutdown_keeps_a_job_for_resume_a_user_stop_does_not(bench, who_stops, kept_for_resume):
+    job, _ = bench.start()
+    bench.register(job)
+    if who_stops == "a user":
+        job.user_stopped = True
+        bench.sup.stop(job)
+    bench.sup.stop_all("SIGTERM")
+    bench.sup.said_bye(job)
+    bench.end(job, ExitInfo(0))
+    marks = [sql for sql, params in bench.sink.writes if "pioreactord_resume" in sql]
+    assert marks[0].startswith("INSERT OR REPLACE")  # written when it registered
+    assert marks[-1].startswith("UPDATE" if kept_for_resume else "DELETE")
