@@ -505,8 +505,9 @@ check_stuck_stop() {
     log "stop of the stuck daemon took $(elapsed "$start") s"
     wait "$freezer" || die "the freezer failed: $(cat "$WORK/freeze.log")"
     [ "$(prop Result)" = timeout ] || die "expected Result=timeout, got $(prop Result)"
-    journal_since "$cursor" | grep -q "stop-sweep: .*stirring" ||
-        die "the stop-sweep did not end stirring: $(journal_since "$cursor" | tail -20)"
+    # By pid: a job resumed at the start before may still carry the runner's process name.
+    journal_since "$cursor" | grep -qE "stop-sweep: SIGTERM to .*\b$STIRRING_PID\b" ||
+        die "the stop-sweep did not end stirring ($STIRRING_PID): $(journal_since "$cursor" | tail -20)"
     log "$(journal_since "$cursor" | grep -o 'stop-sweep: .*' | cut -c1-200 | paste -sd'|')"
     nothing_of_the_unit_left "$cursor"
     # The next start closes the rows the killed daemon left running.
