@@ -10,6 +10,8 @@ not_running, refused, not_settable, timeout, bad_request, failed.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -61,7 +63,8 @@ class Control:
                 identity, *frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._dispatch(identity.bytes, [f.bytes for f in frames], _peer(identity))
+            peer = _peer(identity, frames)
+            self._dispatch(identity.bytes, [f.bytes for f in frames], peer)
 
     def _dispatch(self, identity: bytes, frames: list[bytes], peer: str = "uid=?") -> None:
         request_id = None
@@ -280,13 +283,24 @@ class Control:
 READ_ONLY = frozenset({"ping", "status", "locks", "jobs", "version", "mqtt"})
 
 
-def _peer(frame: zmq.Frame) -> str:
-    """Who sent `frame`, from the kernel: libzmq reads SO_PEERCRED when it accepts an ipc
-    connection and gives it as the Peer-Address property, `<host>:<uid>:<gid>:<pid>`."""
+def _peer(identity: zmq.Frame, frames: list[zmq.Frame]) -> str:
+    """Who sent this message, from the kernel (SO_PEERCRED, never what a message claims).
+    libzmq reads it when it accepts an ipc connection and gives it as the Peer-Address property
+    (`<host>:<uid>:<gid>:<pid>`); bookworm's libzmq 4.3.4 leaves that off the first message of a
+    connection when the socket was polled before it came (pioctl sends just one), so then we ask
+    the kernel about the connection the message came in on (ZMQ_SRCFD)."""
     try:
-        _, uid, _, pid = str(frame.get("Peer-Address")).rsplit(":", 3)
+        _, uid, _, pid = str(identity.get("Peer-Address")).rsplit(":", 3)
         return f"uid={int(uid)} pid={int(pid)}"
     except (zmq.ZMQError, ValueError, TypeError):
+        pass
+    try:
+        fd = frames[0].get(zmq.SRCFD)
+        with socket.fromfd(fd, socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            pid, uid, _ = struct.unpack("3i", connection.getsockopt(
+                socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        return f"uid={uid} pid={pid}"
+    except (zmq.ZMQError, OSError, IndexError, AttributeError, ValueError):
         return "uid=?"
 
 

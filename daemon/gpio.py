@@ -40,6 +40,7 @@ class GpioService:
                  experiment: Callable[[], str], publish: Callable[..., Any]) -> None:
         self.registry, self.backend = registry, backend
         self._unit, self._experiment, self._publish = unit, experiment, publish
+        self._state_held = False  # see hold_state
         self._duty: dict[int, float] = {}  # pin -> duty cycle, for pins that are on
         self._driver: dict[int, str] = {}  # pin -> name of the job that last drove it
         self._leds: dict[str, float] = {c: 0.0 for c in LED_CHANNELS}
@@ -58,6 +59,16 @@ class GpioService:
         """The retained pwms/dc and leds/intensity, e.g. after (re)connecting to the broker."""
         self._publish_pwms()
         self._publish_leds()
+
+    def hold_state(self) -> None:
+        """After a restart, until the jobs from before it have re-registered (or ended): publish
+        no pwms/dc or leds/intensity, which would show their pins off for a moment."""
+        self._state_held = True
+
+    def release_state(self) -> None:
+        if self._state_held:
+            self._state_held = False
+            self.publish_state()
 
     # --- ops -----------------------------------------------------------------------------------
     def _lock(self, job: Job, args: dict[str, Any]) -> dict[str, Any]:
@@ -168,10 +179,14 @@ class GpioService:
 
     # --- retained state on the broker -----------------------------------------------------------
     def _publish_pwms(self) -> None:
+        if self._state_held:
+            return
         payload = {str(pin): dc for pin, dc in sorted(self._duty.items())}
         self._publish(f"pioreactor/{self._unit}/{self._experiment()}/pwms/dc",
                       json.dumps(payload, separators=(",", ":")).encode(), qos=2, retain=True)
 
     def _publish_leds(self) -> None:
+        if self._state_held:
+            return
         self._publish(f"pioreactor/{self._unit}/{self._experiment()}/leds/intensity",
                       json.dumps(self._leds, separators=(",", ":")).encode(), qos=2, retain=True)

@@ -25,8 +25,12 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .protocol import utc_timestamp
+
+if TYPE_CHECKING:
+    from .children import Child
 
 STARTED_AT_ENV = "PIOREACTORD_STARTED_AT"
 RELOADS_ENV = "PIOREACTORD_RELOADS"
@@ -135,3 +139,26 @@ def exec_self(reloads: int, job_pipes: dict[int, tuple[int | None, int | None]])
     # sys.orig_argv: the interpreter's own command line (`python3 /usr/bin/pioreactord --config
     # ...`), so the console script, `python -m` and a venv all start again the same way.
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def own_child(pid: int, pipes: tuple[int | None, int | None]) -> Child | None:
+    """After a re-exec the jobs are still this process's children: their exit status can be
+    collected and their output pipes read again. None for any other job (pipes closed)."""
+    from .children import Child, is_our_child  # not at import: unitctl's reload reads this module
+
+    pidfd = None
+    if is_our_child(pid):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pass
+    if pidfd is None:
+        close_fds(*pipes)
+        return None
+    return Child(pid, pidfd, pipes[0], pipes[1], True, via="re-exec")
+
+
+def close_fds(*fds: int | None) -> None:
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)

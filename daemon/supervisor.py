@@ -19,7 +19,8 @@ from typing import Any
 
 import structlog
 
-from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, is_our_child, watch_pid
+from . import reexec
+from .children import Child, ExitInfo, OutputPipes, Spawner, SpawnRequest, watch_pid
 from .config import Config
 from .ending import STACK_DUMP_WAIT, Ending, Reply
 from .gpio import GpioService
@@ -57,6 +58,8 @@ __all__ = ["Reply", "Supervisor", "refusal"]
 # A job's process starts at most this long after its row's started_at (spawned) or before it (by
 # hand); a process at that pid started later is another one.
 PID_REUSE_SLACK = 10.0
+# How long pwms/dc and leds/intensity wait for the jobs from before a restart to re-register.
+ADOPTION_GRACE = 5.0
 
 
 class Supervisor(Ending):
@@ -79,6 +82,7 @@ class Supervisor(Ending):
         self._ready_waiters: dict[int, list[Reply]] = {}
         self._gone_waiters: dict[int, list[Reply]] = {}
         self.child_pids: set[int] = set()  # spawned and not collected yet (see reap_orphans)
+        self._awaited: set[str] = set()  # jobs from before a restart, not re-registered yet
         self.stopping = False  # the daemon is exiting (stop_all): nothing new starts
         self.restarts = Restarts()
         self._exit_deadline = 0.0
@@ -189,6 +193,7 @@ class Supervisor(Ending):
             self._restore(job, msg)
             self.gpio.adopt(job, msg.get("pins") or [], msg.get("driven") or [])
             log.info("job adopted after a restart", job=job.name, pid=pid, state=job.state)
+            self._adoption_settled(job)
         else:
             log.debug("registered", job=job.name, pid=pid)
         return {"ok": True, "result": {"unit": self.config.unit, "experiment": job.experiment,
@@ -318,16 +323,20 @@ class Supervisor(Ending):
             if created is not None and job.name not in self.registry.jobs:
                 job.started_mono = time.monotonic() - max(0.0, time.time() - created)
                 self.registry.reserve(job)
-                own = _own_child(job.pid or 0, pipes.pop(job.pid or 0, (None, None)))
+                own = reexec.own_child(job.pid or 0, pipes.pop(job.pid or 0, (None, None)))
                 if self.watch_process(job, job.pid or 0, own):
                     log.info("waiting for a job from before the restart", job=job.name, pid=job.pid)
+                    self._awaited.add(job.name)
                     continue
                 self.registry.forget(job)
             log.warning("a job from before the restart ended while pioreactord was away",
                         job=job.name, pid=job.pid)
             self.finish(job, ExitInfo(None), clean=False)
         for out, err in pipes.values():  # a job whose row is gone: its pipes are of no use
-            _close_fds(out, err)
+            reexec.close_fds(out, err)
+        if self._awaited:
+            self.gpio.hold_state()
+            self.loop.call_later(ADOPTION_GRACE, self.gpio.release_state)
         self._resume(resumable)
 
     def _resume(self, rows: Iterable[Any]) -> None:
@@ -351,6 +360,18 @@ class Supervisor(Ending):
                                         f"when {why}", "pioreactord", row["experiment"]))
             self._start_again(tuple(command), str(row["experiment"]))
 
+    def _adoption_settled(self, job: Job) -> None:
+        """`job` from before the restart re-registered or ended: once none is awaited any more,
+        pwms/dc and leds/intensity say what is true."""
+        if job.name in self._awaited:
+            self._awaited.discard(job.name)
+            if not self._awaited:
+                self.gpio.release_state()
+
+    def finish(self, job: Job, exit_info: ExitInfo, clean: bool) -> None:
+        super().finish(job, exit_info, clean)
+        self._adoption_settled(job)
+
     def hand_over_pipes(self) -> dict[int, tuple[int | None, int | None]]:
         """Before a re-exec: pid -> (stdout, stderr) of every child job's pipes, for the next
         image of this process to read (adopt_previous_jobs)."""
@@ -371,27 +392,6 @@ def boot_id() -> str:
             return handle.read().strip()
     except OSError:
         return ""
-
-
-def _own_child(pid: int, pipes: tuple[int | None, int | None]) -> Child | None:
-    """After a re-exec the jobs are still this process's children: their exit status can be
-    collected and their output pipes read again. None for any other job (pipes closed)."""
-    pidfd = None
-    if is_our_child(pid):
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            pass
-    if pidfd is None:
-        _close_fds(*pipes)
-        return None
-    return Child(pid, pidfd, pipes[0], pipes[1], True, via="re-exec")
-
-
-def _close_fds(*fds: int | None) -> None:
-    for fd in fds:
-        if fd is not None:
-            os.close(fd)
 
 
 def refusal(exc: AlreadyRunning) -> dict[str, Any]:

@@ -115,6 +115,7 @@ class Channel:
         self._socket.connect(f"ipc://{socket_path}")
         self._monitor = self._socket.get_monitor_socket(zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED)
         self._io = threading.Thread(target=self._io_loop, name="daemon-channel", daemon=True)
+        self._held.io_thread = self._io
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="callbacks", daemon=True)
         self._io.start()
         self._dispatcher.start()

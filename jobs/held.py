@@ -7,9 +7,12 @@ held until an `ack` covers it; a `resend` (the daemon saw a gap, e.g. it restart
 its predecessor had not read) puts the held ones from a number on back at the front, behind a
 `resending` marker. The daemon drops what it already has by `seq`.
 
-Bounds, and the rule when they are met (nothing here ever blocks the job's threads):
-- log lines held unconfirmed: `MAX_LOG_LINES` or `MAX_LOG_BYTES`; beyond it a new log line is
-  dropped and counted, and once the daemon has taken half of them the channel logs one WARNING
+Bounds, and the rule when they are met (the I/O thread never blocks; a logging thread waits at
+most `ROOM_WAIT` s, and only while the daemon is keeping up):
+- log lines held unconfirmed: `MAX_LOG_LINES` or `MAX_LOG_BYTES`. While the daemon confirms (an
+  `ack` in the last `ALIVE_WITHIN` s), a thread logging past the bound waits up to `ROOM_WAIT` s
+  for its acks to make room: a burst faster than the daemon commits is slowed, not cut. With no
+  room then, or a daemon that is away, a new log line is dropped and counted, and once the daemon has taken half of them the channel logs one WARNING
   with the count. (Until the daemon has confirmed anything, as with a daemon that does not
   confirm, the oldest sent ones make room instead.)
 - everything waiting for the socket: `MAX_WAITING` messages or `MAX_WAITING_BYTES`; beyond it a
@@ -20,6 +23,7 @@ Bounds, and the rule when they are met (nothing here ever blocks the job's threa
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -30,6 +34,8 @@ MAX_LOG_LINES = 20_000
 MAX_LOG_BYTES = 8 * 2**20
 MAX_WAITING = 100_000
 MAX_WAITING_BYTES = 32 * 2**20
+ROOM_WAIT = 2.0  # s a logging thread may wait for room while the daemon confirms
+ALIVE_WITHIN = 2.0  # s since the last ack for the daemon to count as keeping up
 
 
 def _size(frames: list[bytes]) -> int:
@@ -40,7 +46,9 @@ class Held:
     """Thread-safe: any thread adds, the I/O thread takes, acks and resends."""
 
     def __init__(self, *, max_lines: int = MAX_LOG_LINES, max_bytes: int = MAX_LOG_BYTES,
-                 max_waiting: int = MAX_WAITING, max_waiting_bytes: int = MAX_WAITING_BYTES) -> None:
+                 max_waiting: int = MAX_WAITING, max_waiting_bytes: int = MAX_WAITING_BYTES,
+                 room_wait: float = ROOM_WAIT) -> None:
+        self.room_wait = room_wait
         self.max_lines, self.max_bytes = max_lines, max_bytes
         self.max_waiting, self.max_waiting_bytes = max_waiting, max_waiting_bytes
         self.confirming = False  # the daemon has sent an ack: it confirms what it commits
@@ -55,6 +63,9 @@ class Held:
         self._lines = 0
         self._line_bytes = 0
         self._seq = 0
+        self.io_thread: threading.Thread | None = None  # set by the channel that owns this
+        self._last_ack = 0.0  # monotonic time of the last `ack`
+        self._room = threading.Condition(self._lock)  # an ack made room for log lines
 
     # --- any thread ----------------------------------------------------------------------------
     def add(self, header: dict[str, Any], payload: bytes | None) -> bool:
@@ -63,7 +74,7 @@ class Held:
         with self._lock:
             if kind == "log":
                 self.last_log = {k: header.get(k) for k in ("task", "source", "experiment")}
-                if not self._room_for_a_line():
+                if not self._room_for_a_line() and not self._wait_for_room():
                     self.dropped += 1
                     return False
             if len(self._waiting) >= self.max_waiting or self._waiting_bytes > self.max_waiting_bytes:
@@ -93,6 +104,20 @@ class Held:
             self._forget(oldest)
         return True
 
+    def _wait_for_room(self) -> bool:
+        """Wait (lock held) for acks to make room, if the daemon is confirming and alive."""
+        if threading.current_thread() is self.io_thread:
+            return False  # the thread that reads the acks must never wait for them
+        deadline = time.monotonic() + self.room_wait
+        while time.monotonic() - self._last_ack < ALIVE_WITHIN:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._room.wait(min(left, ALIVE_WITHIN))
+            if self._room_for_a_line():
+                return True
+        return False
+
     def _forget(self, seq: int) -> None:
         is_log, frames = self._unconfirmed.pop(seq)
         if is_log:
@@ -116,11 +141,13 @@ class Held:
         """The daemon's `ack`: everything up to `upto` is in its database."""
         with self._lock:
             self.confirming = True
+            self._last_ack = time.monotonic()
             while self._unconfirmed:
                 seq = next(iter(self._unconfirmed))
                 if seq > upto:
                     break
                 self._forget(seq)
+            self._room.notify_all()
             if not self._unconfirmed:
                 self.all_confirmed.notify_all()
 

@@ -410,14 +410,15 @@ print(sum(1 for line in sys.stdin if not all(float(json.loads(line or "{}").get(
 
 # survive ACTION [VERSION]: the daemon goes through ACTION; the jobs survive it (e2e_probe.py).
 survive() {
-    local report cursor from
+    local report cursor from off
     from=$(($(wc -l <"$MQTT_LOG") + 1))
     cursor=$(journal_cursor)
     report=$(inside $PROBE survive "$1" "stirring=$STIRRING_PID,$PLUGIN=$PLUGIN_PID" ${2:+--version "$2"}) ||
         die "the jobs did not survive $1 (journal: $(journal_since "$cursor" | tail -20))"
     log "$1: $report"
     check_watched
-    log "$1: pwms/dc showed stirring's pin off $(pins_shown_off "$from" $STIRRING_PINS) time(s) meanwhile"
+    off=$(pins_shown_off "$from" $STIRRING_PINS)
+    [ "$off" = 0 ] || die "during $1, pwms/dc showed stirring's pin ($STIRRING_PINS) off $off time(s)"
     inside $PROBE db >/dev/null
     if grep -q 'stop-sweep: keeping' <<<"$(journal_since "$cursor")"; then
         log "the stop-sweep kept them: $(journal_since "$cursor" | grep -o 'stop-sweep: keeping.*' | cut -c1-160)"
@@ -504,8 +505,9 @@ check_stuck_stop() {
     log "stop of the stuck daemon took $(elapsed "$start") s"
     wait "$freezer" || die "the freezer failed: $(cat "$WORK/freeze.log")"
     [ "$(prop Result)" = timeout ] || die "expected Result=timeout, got $(prop Result)"
-    journal_since "$cursor" | grep -q "stop-sweep: .*stirring" ||
-        die "the stop-sweep did not end stirring: $(journal_since "$cursor" | tail -20)"
+    # By pid: a job resumed at the start before may still carry the runner's process name.
+    journal_since "$cursor" | grep -qE "stop-sweep: SIGTERM to .*\b$STIRRING_PID\b" ||
+        die "the stop-sweep did not end stirring ($STIRRING_PID): $(journal_since "$cursor" | tail -20)"
     log "$(journal_since "$cursor" | grep -o 'stop-sweep: .*' | cut -c1-200 | paste -sd'|')"
     nothing_of_the_unit_left "$cursor"
     # The next start closes the rows the killed daemon left running.

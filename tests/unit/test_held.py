@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from pioreactor.held import Held
 from pioreactord.protocol import decode
 
@@ -34,7 +36,7 @@ def test_log_lines_are_numbered_and_held_until_confirmed() -> None:
 
 
 def test_once_the_daemon_confirms_a_full_hold_drops_new_lines_and_says_so_later() -> None:
-    held = Held(max_lines=10)
+    held = Held(max_lines=10, room_wait=0)  # no ack comes in time
     held.confirmed(0)  # this daemon confirms
     for i in range(15):
         held.add(log(i), None)
@@ -42,6 +44,22 @@ def test_once_the_daemon_confirms_a_full_hold_drops_new_lines_and_says_so_later(
     assert held.drop_report() == 0  # still full
     held.confirmed(8)
     assert held.drop_report() == 5 and held.drop_report() == 0
+
+
+def test_a_line_past_the_bound_waits_for_a_live_daemon_s_ack_instead_of_being_dropped() -> None:
+    held = Held(max_lines=10, room_wait=10)
+    held.confirmed(0)
+    for i in range(10):
+        held.add(log(i), None)
+    take_all(held)
+    added: list[bool] = []
+    logger = threading.Thread(target=lambda: added.append(held.add(log(10), None)))
+    logger.start()
+    logger.join(0.3)  # a window in which a dropping rule would have returned at once
+    assert logger.is_alive() and not added  # it waits: the hold is full and the daemon alive
+    held.confirmed(5)
+    logger.join(5)
+    assert added == [True] and held.dropped == 0 and held.unconfirmed() == 6
 
 
 def test_before_any_confirmation_the_oldest_sent_make_room() -> None:
