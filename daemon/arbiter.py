@@ -71,6 +71,9 @@ class Daemon:
         self._signals: list[int] = []
         self._startup_warnings = list(startup_warnings)
         self._startup_notes = list(startup_notes)
+        # A runtime dir without our lock file is a fresh /run: the machine (or the container,
+        # which shares the host's boot id) booted since the last daemon ran here.
+        self._runtime_was_fresh = not (config.runtime_dir / "pioreactord.lock").exists()
         config.runtime_dir.mkdir(parents=True, exist_ok=True)
         check_writable_dir(config.state_dir, "state_dir")  # StorageError: main exits 78
         stacks = config.runtime_dir / "stacks"  # jobs' stack dumps (jobs/stack_dump.py)
@@ -176,6 +179,7 @@ class Daemon:
             self.bridge.subscribe(pattern)
         self.bridge.start()
         self.spawner.start(self.supervisor.job_env_base())
+        self.supervisor.runtime_was_fresh = self._runtime_was_fresh
         self.supervisor.adopt_previous_jobs(self._inherited_pipes)
         self.supervisor.check_liveness()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),

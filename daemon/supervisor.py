@@ -86,6 +86,7 @@ class Supervisor(Ending):
         self.stopping = False  # the daemon is exiting (stop_all): nothing new starts
         self.restarts = Restarts()
         self._exit_deadline = 0.0
+        self.runtime_was_fresh = False  # set by the daemon: /run was empty (a boot) at start
 
     # --- starting ------------------------------------------------------------------------------
     def start(self, job_name: str, args: list[str], *, experiment: str | None = None,
@@ -341,7 +342,8 @@ class Supervisor(Ending):
 
     def _resume(self, rows: Iterable[Any]) -> None:
         """resume_jobs: start again the jobs the unit's going down ended (a reboot or power cut:
-        another boot id; systemctl stop: the daemon's own shutdown), unless a user stopped them
+        another boot id, or a fresh runtime dir where the boot id is the host's, as in a
+        container; systemctl stop: the daemon's own shutdown), unless a user stopped them
         or their section says resume = 0. A job that died while a crashed daemon was away is
         not resumed (restart = on-failure is for failures)."""
         adopted = {job.job_id for job in self.registry.jobs.values()}
@@ -351,7 +353,7 @@ class Supervisor(Ending):
                 continue  # it outlived the daemon
             self.sink.write(FORGET_RESUME, (row["job_id"],))
             command = [str(part) for part in json.loads(row["command"])]
-            went_down = bool(row["shutdown"]) or row["boot_id"] != boot
+            went_down = bool(row["shutdown"]) or row["boot_id"] != boot or self.runtime_was_fresh
             if not went_down or not self.config.resume_jobs or \
                     not {row["job_name"], command[0]}.isdisjoint(self.config.not_resumed):
                 continue

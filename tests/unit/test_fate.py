@@ -618,16 +618,19 @@ def _resume_row(job_id: int, name: str, boot: str, shutdown: int) -> dict:
             "command": f'["{name}", "--x", "1"]', "shutdown": shutdown}
 
 
-@pytest.mark.parametrize("case, boot, shutdown, opted_out, resumed", [
-    ("pioreactord was stopped (systemctl stop)", "this", 1, False, True),
-    ("a reboot or a power cut: another boot", "other", 0, False, True),
-    ("the daemon crashed and the job died meanwhile", "this", 0, False, False),
-    ("its section says resume = 0", "other", 0, True, False),
+@pytest.mark.parametrize("case, boot, shutdown, fresh_run, opted_out, resumed", [
+    ("pioreactord was stopped (systemctl stop)", "this", 1, False, False, True),
+    ("a reboot or a power cut: another boot", "other", 0, False, False, True),
+    ("a container's power cut: same boot id, fresh /run", "this", 0, True, False, True),
+    ("the daemon crashed and the job died meanwhile", "this", 0, False, False, False),
+    ("its section says resume = 0", "other", 0, False, True, False),
 ])
-def test_what_is_resumed_at_start(bench, monkeypatch, case, boot, shutdown, opted_out, resumed):
+def test_what_is_resumed_at_start(bench, monkeypatch, case, boot, shutdown, fresh_run, opted_out,
+                                  resumed):
     import dataclasses
 
     monkeypatch.setattr(supervisor, "boot_id", lambda: "this")
+    bench.sup.runtime_was_fresh = fresh_run
     bench.sup.config = dataclasses.replace(
         bench.sup.config, not_resumed=frozenset({"stirring"} if opted_out else ()))
     bench.sink.resumable = [_resume_row(5, "stirring", boot, shutdown)]
