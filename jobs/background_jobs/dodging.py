@@ -214,11 +214,12 @@ class BackgroundJobWithDodging(BackgroundJob):
         """The arrival of the first reading after `after`; if none comes within half an interval
         of `due` (or of one interval from now, for the first), `due` itself. None when stopped."""
         od = self._od
+        first = due is None  # (due is filled in below; the retained reading may come later)
         with od.changed:
             while not stop.is_set():
                 if od.latest is not None and od.latest > after:
                     return od.latest
-                if due is None and (projected := self._projected_reading()) is not None:
+                if first and (projected := self._projected_reading()) is not None:
                     return projected  # the retained reading came after all: start in phase
                 interval = od.interval
                 if interval is None:  # not known yet: wait for it (or a reading)

@@ -87,6 +87,20 @@ def test_a_reading_at_another_time_restarts_the_cycle_from_it():
     assert [kind for kind, _ in job.events[:2]] == ["after", "after"]  # no `before` in between
 
 
+def test_a_retained_reading_that_arrives_after_the_cycle_started_still_sets_its_phase():
+    # od_reading runs already: its retained reading (taken 0.1 s ago) comes a moment after the
+    # cycle began waiting; the first reading to come is dodged, not left to run with the pin on.
+    job = make_job()
+    stop = run_cycle(job, [])
+    time.sleep(0.05)  # the cycle is waiting with the interval known and no reading yet
+    taken = time.monotonic() - 0.1
+    job._od.saw_reading(taken)
+    wait_for(lambda: any(kind == "before" for kind, _ in job.events), 5, "the first `before`")
+    stop.set()
+    before = next(at for kind, at in job.events if kind == "before")
+    assert before < taken + INTERVAL, job.events  # off before the next reading
+
+
 def test_nothing_runs_unless_ready():
     job = make_job()
     job.state = "sleeping"
