@@ -8,8 +8,8 @@
                  too if it crashed), subscriptions dropped, metadata row closed, waiters answered
     reap_orphans()  collect ended descendants that are not jobs (the daemon is a subreaper)
 
-`Ending` is the second half of `Supervisor` (supervisor.py: start, register, adopt); it is never
-used alone.
+`Ending` is the base of `Adoption` (adoption.py: what outlives a daemon) and of `Supervisor`
+(supervisor.py: start, register); it is never used alone.
 """
 
 from __future__ import annotations

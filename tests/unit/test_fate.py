@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pioreactord import ending, supervisor
+from pioreactord import adoption, ending, supervisor
 from pioreactord.children import (
     Child,
     ExitInfo,
@@ -482,7 +482,7 @@ def test_rows_left_running_are_adopted_if_alive_and_ended_lost_if_not(bench, mon
     bench.sink.rows = [_row(1, "stirring", 7001), _row(2, "od_reading", 7002),
                        _row(3, "stirring", 7003)]  # a second row under a name already adopted
     bench.sink.meta = {2: {"od": {"persist": False}}}
-    monkeypatch.setattr(supervisor, "_process_start", lambda pid, started_at: 0.0
+    monkeypatch.setattr(adoption, "_process_start", lambda pid, started_at: 0.0
                         if pid in (7001, 7003) else None)
     bench.alive.update({7001, 7003})
     bench.sup.adopt_previous_jobs()
@@ -629,7 +629,7 @@ def test_what_is_resumed_at_start(bench, monkeypatch, case, boot, shutdown, fres
                                   resumed):
     import dataclasses
 
-    monkeypatch.setattr(supervisor, "boot_id", lambda: "this")
+    monkeypatch.setattr(adoption, "boot_id", lambda: "this")
     bench.sup.runtime_was_fresh = fresh_run
     bench.sup.config = dataclasses.replace(
         bench.sup.config, not_resumed=frozenset({"stirring"} if opted_out else ()))
@@ -645,7 +645,7 @@ def test_what_is_resumed_at_start(bench, monkeypatch, case, boot, shutdown, fres
 
 
 def test_a_job_that_outlived_the_daemon_is_adopted_not_resumed(bench, monkeypatch):
-    monkeypatch.setattr(supervisor, "_process_start", lambda pid, started_at: 0.0)
+    monkeypatch.setattr(adoption, "_process_start", lambda pid, started_at: 0.0)
     bench.alive.add(7001)
     bench.sink.rows = [_row(5, "stirring", 7001)]
     bench.sink.resumable = [_resume_row(5, "stirring", "other", 1)]
