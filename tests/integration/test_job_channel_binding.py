@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import zmq
@@ -15,6 +13,7 @@ import zmq
 from pioreactord.limits import MAX_LOG_LINE
 from pioreactord.protocol import decode, encode
 from tests.support.plugins import SETTINGS_JOB
+from tests.support.raw_job import run_raw_job
 from tests.support.waiting import wait_for
 
 
@@ -83,19 +82,7 @@ def test_an_unregistered_client_cannot_speak_for_a_running_job(daemon, watcher):
 
 
 BY_HAND = """
-import os, sys, zmq
 from pioreactord.limits import MAX_LOG_LINE
-from pioreactord.protocol import decode, encode
-s = zmq.Context.instance().socket(zmq.DEALER)
-s.connect("ipc://" + sys.argv[1])
-def ask(header):
-    s.send_multipart(encode(header))
-    while True:
-        reply, _ = decode(s.recv_multipart())
-        if reply.get("id") == header["id"]:
-            return reply
-assert ask({"t": "register", "job_name": "byhand", "pid": os.getpid(), "id": "r",
-            "experiment": "exp1", "source": "app", "settings": {}})["ok"]
 s.send_multipart(encode({"t": "log", "level": "INFO", "message": "from byhand", "task": "tester",
                          "experiment": "elsewhere", "source": "forged"}))
 s.send_multipart(encode({"t": "log", "level": "INFO", "message": "x" * 1_000_000}))
@@ -104,9 +91,7 @@ assert ask({"t": "bye", "id": "b"})["ok"]
 
 
 def test_a_registered_job_logs_under_its_own_name_and_long_lines_are_cut(daemon):
-    result = subprocess.run([sys.executable, "-c", BY_HAND, str(daemon.root / "run" / "jobs.sock")],
-                            env=daemon.env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
+    run_raw_job(daemon, BY_HAND)
     rows = wait_for(lambda: logged(daemon, "message = ?", ("from byhand",)), 5, "the line")
     assert rows == [("INFO", "byhand", "from byhand")]
     assert daemon.query("SELECT experiment, source FROM logs WHERE message = 'from byhand'") == \

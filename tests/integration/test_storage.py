@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 from tests.support.daemon import BIN
+from tests.support.raw_job import run_raw_job
 from tests.support.storage_plugins import LOGGER_JOB
 from tests.support.tmpfs import fill, mounted_tmpfs
 from tests.support.waiting import wait_for
@@ -59,18 +59,6 @@ def test_a_full_disk_is_said_on_mqtt_and_the_console_and_caught_up(make_daemon, 
 
 
 BURST_BY_HAND = """
-import json, os, sys, zmq
-from pioreactord.protocol import decode, encode
-s = zmq.Context.instance().socket(zmq.DEALER)
-s.connect("ipc://" + sys.argv[1])
-def ask(header):
-    s.send_multipart(encode(header))
-    while True:
-        reply, _ = decode(s.recv_multipart())
-        if reply.get("id") == header["id"]:
-            return reply
-assert ask({"t": "register", "job_name": "byhand", "pid": os.getpid(), "id": "r",
-            "experiment": "exp1", "source": "app", "settings": {}})["ok"]
 records = [{"level": "INFO", "message": f"burst {i}", "timestamp": "2026-01-01T00:00:00.000Z"}
            for i in range(500)]
 s.send_multipart(encode({"t": "logs", "records": records}))
@@ -81,10 +69,7 @@ assert ask({"t": "bye", "id": "b"})["ok"]
 def test_a_burst_of_log_lines_in_one_logs_message_reaches_sqlite_in_order(make_daemon):
     # A registered connection: an unregistered one's lines are held until it registers (issue 12).
     daemon = make_daemon().start()
-    result = subprocess.run([sys.executable, "-c", BURST_BY_HAND,
-                             str(daemon.root / "run" / "jobs.sock")],
-                            env=daemon.env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
+    run_raw_job(daemon, BURST_BY_HAND)
     wait_for(lambda: daemon.query("SELECT count(*) FROM logs WHERE task = 'byhand' AND message "
                                   "LIKE 'burst %'")[0][0] == 500, 10, "the burst in SQLite")
     rows = daemon.query("SELECT message FROM logs WHERE task = 'byhand' AND message LIKE 'burst %' "
