@@ -1,4 +1,5 @@
-"""A job's life across the daemon's own ends: the second half of `Supervisor`'s restart story.
+"""What of a job's life outlives a daemon: adoption after a restart, resume after the unit went
+down, a new start after a failure.
 
     _after_end()           restart = on-failure: a lost job started again with backoff (restarts.py)
     adopt_previous_jobs()  at start: rows a previous daemon left running; live jobs are watched
