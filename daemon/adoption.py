@@ -13,6 +13,7 @@ it is never used alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Iterable
@@ -41,7 +42,6 @@ ADOPTION_GRACE = 5.0
 
 class Adoption(Ending):
     restarts: Restarts
-    runtime_was_fresh: bool
     _awaited: set[str]
 
     if TYPE_CHECKING:  # supervisor.py's half
@@ -82,11 +82,13 @@ class Adoption(Ending):
             log.error(f"starting {name} again failed: {exc}")
 
     # --- adoption after a daemon restart ------------------------------------------------------
-    def adopt_previous_jobs(self, pipes: dict[int, tuple[int | None, int | None]] | None = None) -> None:
+    def adopt_previous_jobs(self, pipes: dict[int, tuple[int | None, int | None]] | None = None, *,
+                            fresh_runtime: bool = False) -> None:
         """Rows a previous daemon left running: watch the live ones until they re-register
         (their pidfd says if they end first), and end the others as lost, like any job that
         ends: $state, non-persist settings cleared, row closed (is_running is never left at 1
-        for a process that is gone). `pipes`: the output pipes a re-exec handed over."""
+        for a process that is gone). `pipes`: the output pipes a re-exec handed over.
+        `fresh_runtime`: runtime_dir was empty at start (the unit booted; see _resume)."""
         pipes = dict(pipes or {})
         resumable = self.sink.resume_rows()  # read before the rows left running are ended
         for job in self._jobs_from_rows(self.sink.running_rows()):
@@ -108,9 +110,9 @@ class Adoption(Ending):
         if self._awaited:
             self.gpio.hold_state()
             self.loop.call_later(ADOPTION_GRACE, self.gpio.release_state)
-        self._resume(resumable)
+        self._resume(resumable, fresh_runtime)
 
-    def _resume(self, rows: Iterable[Any]) -> None:
+    def _resume(self, rows: Iterable[Any], fresh_runtime: bool) -> None:
         """resume_jobs: start again the jobs the unit's going down ended (a reboot or power cut:
         another boot id, or a fresh runtime dir where the boot id is the host's, as in a
         container; systemctl stop: the daemon's own shutdown), unless a user stopped them
@@ -123,7 +125,7 @@ class Adoption(Ending):
                 continue  # it outlived the daemon
             self.sink.write(FORGET_RESUME, (row["job_id"],))
             command = [str(part) for part in json.loads(row["command"])]
-            went_down = bool(row["shutdown"]) or row["boot_id"] != boot or self.runtime_was_fresh
+            went_down = bool(row["shutdown"]) or row["boot_id"] != boot or fresh_runtime
             if not went_down or not self.config.resume_jobs or \
                     not {row["job_name"], command[0]}.isdisjoint(self.config.not_resumed):
                 continue
@@ -157,6 +159,7 @@ class Adoption(Ending):
                     settings=self.sink.settings_meta_of(row["job_id"])) for row in rows]
 
 
+@functools.cache  # read once: registrations record it too, and it cannot change under us
 def boot_id() -> str:
     """This boot of the machine (a reboot or a power cut gives another)."""
     try:

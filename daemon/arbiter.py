@@ -179,8 +179,8 @@ class Daemon:
             self.bridge.subscribe(pattern)
         self.bridge.start()
         self.spawner.start(self.supervisor.job_env_base())
-        self.supervisor.runtime_was_fresh = self._runtime_was_fresh
-        self.supervisor.adopt_previous_jobs(self._inherited_pipes)
+        self.supervisor.adopt_previous_jobs(self._inherited_pipes,
+                                            fresh_runtime=self._runtime_was_fresh)
         self.supervisor.check_liveness()
         log.info("pioreactord started", unit=self.config.unit, experiment=self.experiment(),
                  pid=self.pid, broker=f"{self.config.broker_address}:{self.config.broker_port}")

@@ -77,7 +77,6 @@ class Supervisor(Adoption):
         self.stopping = False  # the daemon is exiting (stop_all): nothing new starts
         self.restarts = Restarts()
         self._exit_deadline = 0.0
-        self.runtime_was_fresh = False  # set by the daemon: /run was empty (a boot) at start
 
     # --- starting ------------------------------------------------------------------------------
     def start(self, job_name: str, args: list[str], *, experiment: str | None = None,

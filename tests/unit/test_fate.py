@@ -630,11 +630,10 @@ def test_what_is_resumed_at_start(bench, monkeypatch, case, boot, shutdown, fres
     import dataclasses
 
     monkeypatch.setattr(adoption, "boot_id", lambda: "this")
-    bench.sup.runtime_was_fresh = fresh_run
     bench.sup.config = dataclasses.replace(
         bench.sup.config, not_resumed=frozenset({"stirring"} if opted_out else ()))
     bench.sink.resumable = [_resume_row(5, "stirring", boot, shutdown)]
-    bench.sup.adopt_previous_jobs()
+    bench.sup.adopt_previous_jobs(fresh_runtime=fresh_run)
     started = [(r.job_name, r.args) for r in bench.spawner.requests]
     assert (started == [("stirring", ("--x", "1"))]) is resumed, case
     if resumed:
