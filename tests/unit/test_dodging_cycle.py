@@ -27,6 +27,18 @@ class Recorder(BackgroundJobWithDodging):
         self.events.append(("after", time.monotonic()))
 
 
+class WaitSeen(threading.Condition):
+    """A condition that tells when someone first waits on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 def make_job() -> Recorder:
     job = object.__new__(Recorder)  # the cycle's parts only: no daemon, no registration
     job.events, job.state, job.currently_dodging_od = [], "ready", True
@@ -91,8 +103,9 @@ def test_a_retained_reading_that_arrives_after_the_cycle_started_still_sets_its_
     # od_reading runs already: its retained reading (taken 0.1 s ago) comes a moment after the
     # cycle began waiting; the first reading to come is dodged, not left to run with the pin on.
     job = make_job()
+    job._od.changed = WaitSeen()
     stop = run_cycle(job, [])
-    time.sleep(0.05)  # the cycle is waiting with the interval known and no reading yet
+    assert job._od.changed.waiting.wait(5)  # the cycle waits, the interval known, no reading yet
     taken = time.monotonic() - 0.1
     job._od.saw_reading(taken)
     wait_for(lambda: any(kind == "before" for kind, _ in job.events), 5, "the first `before`")
