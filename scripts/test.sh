@@ -6,11 +6,14 @@
 #   PIOREACTORD_SKIP_SYSTEM=1  skips the system tests (a quick local run).
 #   PIOREACTORD_REQUIRE_NETWORK=  (empty) lets the tests that need PyPI (Pioreactor's published
 #   plugins) skip, saying so, on a machine without it; by default they must run.
+#   PIOREACTORD_REQUIRE_ROOT=1 (set when run as root) makes a test that needs root fail, not skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 # CI reaches PyPI: the published-plugin tests must run there, not skip.
 export PIOREACTORD_REQUIRE_NETWORK=${PIOREACTORD_REQUIRE_NETWORK-1}
+# As root (CI), the tests that need root (tmpfs mounts, a second user) must run, not skip.
+if [ "$(id -u)" = 0 ]; then export PIOREACTORD_REQUIRE_ROOT=${PIOREACTORD_REQUIRE_ROOT-1}; fi
 step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 
 APT_PACKAGES=(mosquitto python3-venv python3-setuptools python3-wheel python3-pytest
