@@ -82,7 +82,6 @@ def test_an_unregistered_client_cannot_speak_for_a_running_job(daemon, watcher):
 
 
 BY_HAND = """
-from pioreactord.limits import MAX_LOG_LINE
 s.send_multipart(encode({"t": "log", "level": "INFO", "message": "from byhand", "task": "tester",
                          "experiment": "elsewhere", "source": "forged"}))
 s.send_multipart(encode({"t": "log", "level": "INFO", "message": "x" * 1_000_000}))
