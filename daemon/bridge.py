@@ -40,7 +40,8 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from .names import BadName, check_filter, check_topic
-from .outbox import Outbox
+from .outbox import Outbox, Outgoing
+from .packed import PackedSender, publish_packet
 from .protocol import utc_timestamp
 
 log = structlog.get_logger("pioreactord.bridge")
@@ -52,6 +53,10 @@ log = structlog.get_logger("pioreactord.bridge")
 # acknowledged by the broker: written to the socket is done.
 WINDOW = 20
 WINDOW_QOS0 = 200
+# Runs of QoS-0 messages (log lines) go to paho packed, a packet of at most PACK_BYTES each
+# (packed.py), at most PACKED_WINDOW of them not yet written: 128 KiB waiting in paho at most.
+PACK_BYTES = 32 * 1024
+PACKED_WINDOW = 4
 RETRY_MIN, RETRY_MAX = 0.25, 10.0  # seconds between connection attempts (doubling)
 WARN_FIRST, WARN_MAX = 10.0, 1800.0  # seconds between repeated warnings of one outage (doubling)
 MAX_INBOX = 10_000  # broker messages waiting for the main loop; beyond it new ones are dropped
@@ -127,6 +132,7 @@ class Bridge:
         self._outbox = Outbox()
         self._in_flight: dict[int, tuple[str, bool, int]] = {}  # mid -> (topic, retain, qos)
         self._reliable_in_flight = 0  # of which QoS 1/2
+        self._packed_in_flight: set[int] = set()  # of which packed runs (their topic is "")
         self._inbox: deque[Incoming | _Link] = deque()
         self._acks: deque[int] = deque()
         self._acked = threading.Event()  # for flush() at shutdown
@@ -137,6 +143,7 @@ class Bridge:
         self._refusal: str | None = None  # the network thread's: why the broker refused us
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._client = self._make_client(client_id, will, username, password, use_tls)
+        self._packed = PackedSender.for_client(self._client)
 
     def _make_client(self, client_id: str, will: Will, username: str, password: str,
                      use_tls: bool) -> mqtt.Client:
@@ -213,7 +220,9 @@ class Bridge:
             else:
                 self._link_changed(item)
         while self._acks:
-            entry = self._in_flight.pop(self._acks.popleft(), None)
+            mid = self._acks.popleft()
+            entry = self._in_flight.pop(mid, None)
+            self._packed_in_flight.discard(mid)
             if entry is not None:
                 self._reliable_in_flight -= entry[2] > 0
                 self._outbox.done(entry[0], entry[1])
@@ -251,6 +260,12 @@ class Bridge:
     # --- main thread internals ---------------------------------------------------------------
     def _pump(self) -> None:
         while self.connected:
+            if self._packed is not None and len(self._packed_in_flight) < PACKED_WINDOW:
+                run = self._outbox.take_run(PACK_BYTES)
+                if run:
+                    if not self._send_packed(run):
+                        return
+                    continue
             message = self._outbox.take()
             if message is None:
                 return
@@ -268,6 +283,19 @@ class Bridge:
             self._in_flight[info.mid] = (message.topic, message.retain, message.qos)
             self._reliable_in_flight += message.qos > 0
 
+    def _send_packed(self, run: list[Outgoing]) -> bool:
+        """Hand a run of QoS-0 messages to paho as one packet; False if there is no connection
+        after all (they go back to the front: the connection's news is coming)."""
+        assert self._packed is not None
+        mid = self._packed.send([publish_packet(m.topic.encode(), m.payload) for m in run])
+        if mid is None:
+            for message in reversed(run):
+                self._outbox.put_back(message)
+            return False
+        self._in_flight[mid] = ("", False, 0)
+        self._packed_in_flight.add(mid)
+        return True
+
     def _link_changed(self, link: _Link) -> None:
         if not link.up:
             self.connected = False
@@ -281,6 +309,7 @@ class Bridge:
             if qos == 0:  # paho drops unsent QoS 0 packets on reconnect: they never get on_publish
                 del self._in_flight[mid]
                 self._outbox.done(topic, retain)
+        self._packed_in_flight.clear()
         if self._subscriptions:
             self._client.subscribe([(pattern, 2) for pattern in self._subscriptions])
         self._outbox.new_session()

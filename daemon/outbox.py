@@ -101,12 +101,15 @@ class Outbox:
         self._current_first = bool(self._waiting)
 
     # --- out -----------------------------------------------------------------------------------
-    def take(self) -> Outgoing | None:
-        """The next message to hand to paho, or None (empty, or the head's topic is in flight)."""
+    def _current_is_next(self) -> bool:
         if self._current_first and not self._waiting:
             self._current_first = False
-        if self._waiting and (self._current_first or not self._stream
-                              or next(iter(self._waiting.values())) < self._stream[0].seq):
+        return bool(self._waiting) and (self._current_first or not self._stream
+                                        or next(iter(self._waiting.values())) < self._stream[0].seq)
+
+    def take(self) -> Outgoing | None:
+        """The next message to hand to paho, or None (empty, or the head's topic is in flight)."""
+        if self._current_is_next():
             topic = next(iter(self._waiting))
             if topic in self._busy:
                 return None  # head of line: this topic's previous value is not acknowledged yet
@@ -119,6 +122,20 @@ class Outbox:
             self._stream_bytes -= len(message.topic) + len(message.payload)
             return message
         return None
+
+    def take_run(self, max_bytes: int) -> list[Outgoing]:
+        """The QoS-0 stream messages next in line, up to `max_bytes` of topic + payload (at least
+        one if any): none when a current value or a QoS 1/2 message is next."""
+        run: list[Outgoing] = []
+        size = 0
+        while self._stream and self._stream[0].qos == 0 and not self._current_is_next():
+            cost = len(self._stream[0].topic) + len(self._stream[0].payload)
+            if run and size + cost > max_bytes:
+                break
+            run.append(self._stream.popleft())
+            self._stream_bytes -= cost
+            size += cost
+        return run
 
     def put_back(self, message: Outgoing) -> None:
         """paho did not take `message` (not connected after all): it goes first next time."""
