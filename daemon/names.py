@@ -23,6 +23,7 @@ config, the job catalog, a registration) and `check_topic` guards the publish pa
 
 from __future__ import annotations
 
+import functools
 import re
 
 UNIVERSAL_EXPERIMENT = "$experiment"
@@ -116,6 +117,7 @@ def check_source(name: object) -> str:
     return check_topic_level("plugin name", name, SOURCE_MAX)
 
 
+@functools.lru_cache(maxsize=4096)  # log lines repeat a few topics (a bad one raises: not kept)
 def check_topic(topic: str) -> str:
     """A topic to publish to: the broker would drop our connection for anything else."""
     _check_topic_text(topic)
