@@ -16,7 +16,8 @@ Job -> daemon                                    (R = request: carries `id`, get
   state        state
   setting      name, value (wire str; null = cleared)
   log          level, message, task, source, experiment, timestamp (when the job emitted it), seq
-  logs         records [{the fields of log}]: a burst in one message (at most MAX_FRAME)
+  logs         records [{the fields of log}]: log lines that waited back to back, in one
+               message (jobs/held.py groups up to 512 / 256 KiB; MAX_FRAME bounds it)
   publish      topic, qos, retain; frame 2 = payload
   subscribe    patterns [str]
   ping         sent, busy? (heartbeat; answered with pong; `sent`: the highest seq sent so far;

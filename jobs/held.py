@@ -22,18 +22,21 @@ most `ROOM_WAIT` s, and only while the daemon is keeping up):
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from pioreactord.protocol import encode
+from pioreactord.protocol import VERSION, encode
 
 SEQUENCED = frozenset({"log"})  # settings are current values: sent again at re-registration
 MAX_LOG_LINES = 20_000
 MAX_LOG_BYTES = 8 * 2**20
 MAX_WAITING = 100_000
 MAX_WAITING_BYTES = 32 * 2**20
+GROUP_LINES = 512  # log lines waiting back to back go as one `logs` message of at most these
+GROUP_BYTES = 256 * 1024  # (one send here and one receive and decode in the daemon, not 512)
 ROOM_WAIT = 2.0  # s a logging thread may wait for room while the daemon confirms
 ALIVE_WITHIN = 2.0  # s since the last ack for the daemon to count as keeping up
 
@@ -66,6 +69,7 @@ class Held:
         self.io_thread: threading.Thread | None = None  # set by the channel that owns this
         self._last_ack = 0.0  # monotonic time of the last `ack`
         self._room = threading.Condition(self._lock)  # an ack made room for log lines
+        self._peeked = 1  # how many waiting entries the frames `peek` gave stand for
 
     # --- any thread ----------------------------------------------------------------------------
     def add(self, header: dict[str, Any], payload: bytes | None) -> bool:
@@ -126,16 +130,35 @@ class Held:
 
     # --- the I/O thread ------------------------------------------------------------------------
     def peek(self) -> list[bytes] | None:
+        """The next message for the socket. Log lines waiting back to back become one `logs`
+        message whose `records` are their headers as they are (up to GROUP_LINES/GROUP_BYTES)."""
         with self._lock:
-            return self._waiting[0][1] if self._waiting else None
+            if not self._waiting:
+                return None
+            seq, frames = self._waiting[0]
+            self._peeked = 1
+            if not seq or len(frames) != 1 or len(self._waiting) == 1:
+                return frames
+            parts, size = [frames[0]], len(frames[0])
+            for seq, frames in itertools.islice(self._waiting, 1, GROUP_LINES):
+                if not seq or len(frames) != 1 or size + len(frames[0]) > GROUP_BYTES:
+                    break
+                parts.append(frames[0])
+                size += len(frames[0])
+            if len(parts) == 1:
+                return self._waiting[0][1]
+            self._peeked = len(parts)
+            return [b'{"v":%d,"t":"logs","records":[%s]}' % (VERSION, b",".join(parts))]
 
     def sent(self) -> None:
         """The frames `peek` gave went to the socket."""
         with self._lock:
-            seq, frames = self._waiting.popleft()
-            self._waiting_bytes -= _size(frames)
-            if seq:
-                self.sent_upto = max(self.sent_upto, seq)
+            for _ in range(self._peeked):
+                seq, frames = self._waiting.popleft()
+                self._waiting_bytes -= _size(frames)
+                if seq:
+                    self.sent_upto = max(self.sent_upto, seq)
+            self._peeked = 1
 
     def confirmed(self, upto: int) -> None:
         """The daemon's `ack`: everything up to `upto` is in its database."""

@@ -15,7 +15,8 @@ def log(i: int) -> dict:
 def take_all(held: Held) -> list[dict]:
     out = []
     while (frames := held.peek()) is not None:
-        out.append(decode(frames)[0])
+        header = decode(frames)[0]
+        out.extend(header["records"] if header["t"] == "logs" else [header])  # a group of lines
         held.sent()
     return out
 

@@ -66,6 +66,9 @@ def test_a_full_socket_never_kills_the_channel(tmp_path):
         channel._held.confirmed(0)  # a daemon that confirms: a full hold drops new lines
         for i in range(30_000):
             channel.send({"t": "log", "level": "INFO", "message": f"line {i}", "task": "flood"})
+            # Between lines, so that each is a message of its own (lines back to back go as one
+            # `logs` message) and the socket fills.
+            channel.send({"t": "state", "state": "ready"})
         wait_for(lambda: channel.pings_skipped >= 1, HEARTBEAT_SECONDS * 3,
                  "a heartbeat meeting the full socket")
         assert channel._io.is_alive()
@@ -102,7 +105,7 @@ def test_a_full_socket_never_kills_the_channel(tmp_path):
 
 def test_a_burst_of_sends_arrives_whole_and_in_order_with_few_wakes(router, monkeypatch):
     """One wake byte per burst, not per message: a send while a wake is pending writes none,
-    and nothing sent is left behind in the outbox."""
+    lines waiting back to back go as one `logs` message, and nothing sent is left behind."""
     socket, path = router
     writes: list[int] = []
     real_wake = Channel._wake
@@ -112,9 +115,16 @@ def test_a_burst_of_sends_arrives_whole_and_in_order_with_few_wakes(router, monk
     try:
         for i in range(lines):
             channel.send({"t": "log", "message": f"line {i}"})
-        received = [receive(socket, 5)[1]["message"] for _ in range(lines)]
+        received, messages = [], 0
+        while len(received) < lines:
+            header = receive(socket, 5)[1]
+            messages += 1
+            records = header["records"] if header["t"] == "logs" else [header]
+            received += [record["message"] for record in records]
         assert received == [f"line {i}" for i in range(lines)]
+        assert [r["seq"] for r in records] == list(range(lines - len(records) + 1, lines + 1))
         assert len(writes) < lines / 10
+        assert messages < lines / 10  # lines waiting back to back went as `logs` messages
         channel.send({"t": "log", "message": "after the burst"})  # a wake is written again
         assert receive(socket, 5)[1]["message"] == "after the burst"
     finally:
