@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,44 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import paho.mqtt.client as mqtt  # noqa: E402
 import psutil  # noqa: E402
 
+from bench.mqtt_counter import Counter, log_tag  # noqa: E402
 from tests.support.broker import Broker  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
 from tests.support.storage_plugins import LOGGER_JOB  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
-
-
-class Counter:
-    """Counts the log lines of one tag arriving on the broker."""
-
-    def __init__(self, port: int, pattern: str) -> None:
-        self.counts: dict[str, int] = {}
-        self.last_at = 0.0
-        self._lock = threading.Lock()
-        kwargs = ({"callback_api_version": mqtt.CallbackAPIVersion.VERSION2}
-                  if hasattr(mqtt, "CallbackAPIVersion") else {})
-        self.client = mqtt.Client(**kwargs)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(pattern, qos=0)
-        self.client.loop_start()
-        subscribed.wait(5)
-
-    def _on_message(self, client, userdata, message) -> None:
-        text = message.payload[:80].decode("utf-8", "replace")
-        tag = text.split('"message":"', 1)[-1].split(" ", 1)[0]
-        with self._lock:
-            self.counts[tag] = self.counts.get(tag, 0) + 1
-            self.last_at = time.monotonic()
-
-    def count(self, tag: str) -> int:
-        with self._lock:
-            return self.counts.get(tag, 0)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def stats(values: list[float]) -> str:
@@ -78,7 +44,7 @@ def one_round(daemon: Daemon, counter: Counter, tag: str,
     began = time.monotonic()
     daemon.pioctl("start", "logger", "--count", str(lines), "--tag", tag)
     log_file = daemon.root / "log" / "pioreactord.log"
-    wait_for(lambda: counter.count(tag) >= lines + 1, 300, f"{tag}: every line on the broker",
+    wait_for(lambda: counter.count_of(tag) >= lines + 1, 300, f"{tag}: every line on the broker",
              poll=0.05)
     wait_for(lambda: daemon.query("SELECT count(*) FROM logs WHERE message = ?",
                                   (f"{tag} done",))[0][0], 60, f"{tag}: in SQLite", poll=0.05)
@@ -126,7 +92,7 @@ def main() -> None:
     broker = Broker()
     daemon = Daemon(broker.port, extra_ini="")
     daemon.add_plugin("logger", LOGGER_JOB)
-    counter = Counter(broker.port, f"pioreactor/{daemon.unit}/+/logs/#")
+    counter = Counter(broker.port, f"pioreactor/{daemon.unit}/+/logs/#", tag_of=log_tag)
     rates, cpus, job_cpus, yard = [], [], [], []
     try:
         daemon.start()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.yardsticks import Counter, Figure, mqtt_ceiling  # noqa: E402
+from bench.mqtt_counter import Counter  # noqa: E402
+from bench.yardsticks import Figure, mqtt_ceiling  # noqa: E402
 from pioreactord.client import call  # noqa: E402
 from tests.support.broker import Broker  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 import psutil
 
+from bench.mqtt_counter import Counter
+
 
 @dataclass
 class Figure:
@@ -102,41 +104,6 @@ def bare_interpreter_memory(rounds: int) -> tuple[Figure, Figure]:
             process.kill()
             process.wait()
     return rss, uss
-
-
-class Counter:
-    """A QoS-0 subscriber that only counts what arrives on one topic filter."""
-
-    def __init__(self, port: int, pattern: str) -> None:
-        kwargs = {"callback_api_version": mqtt.CallbackAPIVersion.VERSION2} \
-            if hasattr(mqtt, "CallbackAPIVersion") else {}
-        self.client = mqtt.Client(**kwargs)
-        self.count = 0
-        self.reached = threading.Event()
-        self.target = 0
-        self.last_at = 0.0
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(pattern, qos=0)
-        self.client.loop_start()
-        if not subscribed.wait(5):
-            raise TimeoutError("counter could not subscribe")
-
-    def expect(self, more: int) -> None:
-        self.reached.clear()
-        self.target = self.count + more
-
-    def _on_message(self, client, userdata, message) -> None:
-        self.count += 1
-        if self.count >= self.target:
-            self.last_at = time.monotonic()
-            self.reached.set()
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def mqtt_ceiling(port: int, rounds: int, lines: int) -> Figure:
