@@ -6,7 +6,8 @@ backoff; it is the only thread that touches the socket (`on_socket_register_writ
 and only append to `_inbox` and wake the main loop. Everything else runs on the main thread:
 `publish` puts the message in the `Outbox` (outbox.py: bounds, current values coalesced) and
 `_pump` hands paho at most `WINDOW` QoS 1/2 messages not yet acknowledged (PUBACK, PUBCOMP) and
-`WINDOW_QOS0` QoS 0 ones not yet written, refilled from `on_publish`. So paho's store never outgrows the window,
+`WINDOW_QOS0` QoS 0 ones not yet written (a run of QoS 0 ones goes packed, as one write:
+packed.py; `PACKED_WINDOW` such runs), refilled from `on_publish`. So paho's store never outgrows the window,
 its 16-bit message ids never wrap onto a message still in flight, and a broker outage fills the
 Outbox's bounded queue instead of RAM.
 
@@ -260,12 +261,12 @@ class Bridge:
     # --- main thread internals ---------------------------------------------------------------
     def _pump(self) -> None:
         while self.connected:
-            if self._packed is not None and len(self._packed_in_flight) < PACKED_WINDOW:
-                run = self._outbox.take_run(PACK_BYTES)
-                if run:
-                    if not self._send_packed(run):
-                        return
-                    continue
+            if self._packed is not None and self._outbox.stream_qos0_is_next():
+                if len(self._packed_in_flight) >= PACKED_WINDOW:
+                    return  # a run's on_publish calls us again (not one by one: that is slow)
+                if not self._send_packed(self._outbox.take_run(PACK_BYTES)):
+                    return
+                continue
             message = self._outbox.take()
             if message is None:
                 return

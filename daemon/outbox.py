@@ -123,12 +123,15 @@ class Outbox:
             return message
         return None
 
+    def stream_qos0_is_next(self) -> bool:
+        return bool(self._stream) and self._stream[0].qos == 0 and not self._current_is_next()
+
     def take_run(self, max_bytes: int) -> list[Outgoing]:
         """The QoS-0 stream messages next in line, up to `max_bytes` of topic + payload (at least
         one if any): none when a current value or a QoS 1/2 message is next."""
         run: list[Outgoing] = []
         size = 0
-        while self._stream and self._stream[0].qos == 0 and not self._current_is_next():
+        while self.stream_qos0_is_next():
             cost = len(self._stream[0].topic) + len(self._stream[0].payload)
             if run and size + cost > max_bytes:
                 break

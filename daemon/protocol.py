@@ -64,6 +64,7 @@ socketpair, one datagram per message, each a header as above (`encode(...)[0]`).
 from __future__ import annotations
 
 import json
+import json.encoder
 import signal
 import time
 import uuid
@@ -112,11 +113,29 @@ class CommandError(Exception):
         self.code = code
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # made once: json.dumps with
+# separators builds an encoder per call (half its cost)
+_quote = json.encoder.encode_basestring_ascii
+LOG_FIELDS = ("level", "message", "task", "source", "experiment", "timestamp")
+_LOG_TEMPLATE = (f'{{"v":{VERSION},"t":"log",'
+                 + ",".join(f'"{name}":%s' for name in LOG_FIELDS) + ',"seq":%d}')
+
+
 def encode(header: dict[str, Any], payload: bytes | None = None) -> list[bytes]:
-    frames = [json.dumps({"v": VERSION, **header}, separators=(",", ":")).encode()]
+    frames = [_compact({"v": VERSION, **header}).encode()]
     if payload is not None:
         frames.append(payload)
     return frames
+
+
+def encode_log(header: dict[str, Any], seq: int) -> list[bytes]:
+    """A job's numbered `log` message: what `encode({**header, "seq": seq})` gives, the JSON
+    written by hand when the header is the usual one (`t` and LOG_FIELDS, all strings): a
+    job's log lines are most of what it sends, and this is 4x faster (issue 14)."""
+    values = tuple(header.get(name) for name in LOG_FIELDS)
+    if header.get("t") == "log" and len(header) == len(LOG_FIELDS) + 1 and all(type(value) is str for value in values):
+        return [(_LOG_TEMPLATE % (*map(_quote, values), seq)).encode()]  # type: ignore[arg-type]
+    return encode({**header, "seq": seq})
 
 
 def decode(frames: list[bytes]) -> tuple[dict[str, Any], bytes | None]:

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from pioreactord.protocol import VERSION, encode
+from pioreactord.protocol import VERSION, encode, encode_log
 
 SEQUENCED = frozenset({"log"})  # settings are current values: sent again at re-registration
 MAX_LOG_LINES = 20_000
@@ -42,7 +42,7 @@ ALIVE_WITHIN = 2.0  # s since the last ack for the daemon to count as keeping up
 
 
 def _size(frames: list[bytes]) -> int:
-    return sum(len(f) for f in frames)
+    return sum(map(len, frames))
 
 
 class Held:
@@ -87,8 +87,8 @@ class Held:
             seq = 0
             if kind in SEQUENCED:
                 self._seq = seq = self._seq + 1
-                header = {**header, "seq": seq}
-            frames = encode(header, payload)
+            frames = (encode_log(header, seq) if seq and payload is None
+                      else encode(header, payload))
             if seq:
                 self._unconfirmed[seq] = (kind == "log", frames)
                 if kind == "log":
