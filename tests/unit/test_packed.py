@@ -35,7 +35,7 @@ def test_remaining_length_is_the_specs_variable_length_integer(value: int, encod
 
 
 def test_packets_written_back_to_back_read_as_the_messages_in_order() -> None:
-    messages = [(b"a/b", b""), ("pioreactor/u/exp/logs/app/info".encode(), b'{"m":"\xc3\xa9"}'),
+    messages = [(b"a/b", b""), (b"pioreactor/u/exp/logs/app/info", b'{"m":"\xc3\xa9"}'),
                 (b"t", b"x" * 200_000)]
     assert parse(b"".join(publish_packet(t, p) for t, p in messages)) == messages
 
