@@ -62,6 +62,7 @@ RETRY_MIN, RETRY_MAX = 0.25, 10.0  # seconds between connection attempts (doubli
 WARN_FIRST, WARN_MAX = 10.0, 1800.0  # seconds between repeated warnings of one outage (doubling)
 MAX_INBOX = 10_000  # broker messages waiting for the main loop; beyond it new ones are dropped
 KEEPALIVE = 15
+DROPS_SAID_EVERY = 60.0  # s: drops while connected (a flood faster than the broker) said at most this often
 CONNACK_REFUSALS = {1: "unacceptable protocol version", 2: "client identifier rejected",
                     3: "broker unavailable", 4: "bad user name or password", 5: "not authorized"}
 
@@ -140,6 +141,7 @@ class Bridge:
         self._woken = False
         self._inbox_dropped = 0
         self._outage = _Outage()
+        self._next_drops_warning = 0.0
         self._stopping = threading.Event()
         self._refusal: str | None = None  # the network thread's: why the broker refused us
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
@@ -228,6 +230,8 @@ class Bridge:
                 self._reliable_in_flight -= entry[2] > 0
                 self._outbox.done(entry[0], entry[1])
         self._pump()
+        if self.connected and self._outbox.dropped > self._outage.dropped_before:
+            self._said_drops_while_connected()
         return incoming
 
     def state(self) -> dict[str, Any]:
@@ -296,6 +300,19 @@ class Bridge:
         self._in_flight[mid] = ("", False, 0)
         self._packed_in_flight.add(mid)
         return True
+
+    def _said_drops_while_connected(self) -> None:
+        now = time.monotonic()
+        if now < self._next_drops_warning:
+            return
+        self._next_drops_warning = now + DROPS_SAID_EVERY
+        dropped = self._outbox.dropped - self._outage.dropped_before
+        self._outage.dropped_before = self._outbox.dropped
+        log.warning(f"{dropped} messages for the broker were dropped, oldest first: they came "
+                    "faster than the broker took them (the queue holds "
+                    f"{self._outbox.max_stream} messages or "
+                    f"{self._outbox.max_stream_bytes >> 20} MiB); log lines are all in SQLite "
+                    "and the log file")
 
     def _link_changed(self, link: _Link) -> None:
         if not link.up:

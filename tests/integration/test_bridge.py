@@ -227,3 +227,18 @@ def test_stream_messages_arrive_whole_and_in_order_beside_current_values(broker,
     got = [(m.topic, m.payload) for m in watcher.messages if "/logs/" in m.topic]
     watcher.close()
     assert len(got) == len(sent) and got == sent
+
+
+def test_stream_messages_dropped_while_connected_are_said(broker, running) -> None:
+    """More stream messages at once than the queue holds, the broker up: the oldest are dropped,
+    and a WARNING says how many (a flood must not cost MQTT copies in silence)."""
+    with capture_logs() as logs:
+        r = Running("127.0.0.1", broker.port)
+        running.append(r)
+        r.until(lambda: r.bridge.connected, 10, "connected")
+        r.bridge.publish_many([("t/flood/logs", str(i).encode()) for i in range(MAX_STREAM + 3_000)])
+        r.until(lambda: [w for w in warnings(logs) if "faster than the broker" in w], 5,
+                "the drop said")
+    said = [w for w in warnings(logs) if "faster than the broker" in w]
+    assert said[0].startswith("3000 messages for the broker were dropped, oldest first")
+    assert r.bridge.state()["dropped"] == 3000
