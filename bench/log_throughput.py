@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import psutil  # noqa: E402
 
 from bench.mqtt_counter import Counter, log_tag  # noqa: E402
+from pioreactord.client import call  # noqa: E402
 from tests.support.broker import Broker  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
 from tests.support.storage_plugins import LOGGER_JOB  # noqa: E402
@@ -44,8 +45,15 @@ def one_round(daemon: Daemon, counter: Counter, tag: str,
     began = time.monotonic()
     daemon.pioctl("start", "logger", "--count", str(lines), "--tag", tag)
     log_file = daemon.root / "log" / "pioreactord.log"
-    wait_for(lambda: counter.count_of(tag) >= lines + 1, 300, f"{tag}: every line on the broker",
-             poll=0.05)
+    try:
+        wait_for(lambda: counter.count_of(tag) >= lines + 1, 300,
+                 f"{tag}: every line on the broker", poll=0.05)
+    except TimeoutError:
+        broker = call(str(daemon.root / "run" / "control.sock"),
+                      {"cmd": "status", "args": {"daemon": True}}, 10)["result"]["daemon"]["broker"]
+        raise TimeoutError(f"{tag}: {counter.count_of(tag)} of {lines + 1} lines on the broker; "
+                           f"the daemon's broker link: {broker}; the counter: "
+                           f"{counter.ended or 'connected'}") from None
     wait_for(lambda: daemon.query("SELECT count(*) FROM logs WHERE message = ?",
                                   (f"{tag} done",))[0][0], 60, f"{tag}: in SQLite", poll=0.05)
     wait_for(lambda: f"{tag} done" in _tail(log_file), 60, f"{tag}: in the log file", poll=0.05)

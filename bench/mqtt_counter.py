@@ -53,6 +53,7 @@ class Counter:
         self.last_at = 0.0
         self.reached = threading.Event()
         self._tag_of = tag_of
+        self.ended = ""  # why the connection ended, if it did (the broker closed it, an error)
         self._subscribed = threading.Event()
         self._sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self._sock.settimeout(None)
@@ -78,9 +79,11 @@ class Counter:
         while True:
             try:
                 chunk = self._sock.recv(256 * 1024)
-            except OSError:
+            except OSError as exc:
+                self.ended = f"ended: {exc}"
                 return
             if not chunk:
+                self.ended = "closed by the broker"
                 return
             buffer = self._packets(buffer + chunk)
 
