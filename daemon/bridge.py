@@ -55,9 +55,10 @@ log = structlog.get_logger("pioreactord.bridge")
 WINDOW = 20
 WINDOW_QOS0 = 200
 # Runs of QoS-0 messages (log lines) go to paho packed, a packet of at most PACK_BYTES each
-# (packed.py), at most PACKED_WINDOW of them not yet written: 128 KiB waiting in paho at most.
+# (packed.py), at most PACKED_WINDOW of them not yet written: 2 MiB waiting in paho at most, more
+# than one loop pass reads from jobs (jobchannel.MAX_PASS_BYTES), so a pass never waits for acks.
 PACK_BYTES = 32 * 1024
-PACKED_WINDOW = 4
+PACKED_WINDOW = 64
 RETRY_MIN, RETRY_MAX = 0.25, 10.0  # seconds between connection attempts (doubling)
 WARN_FIRST, WARN_MAX = 10.0, 1800.0  # seconds between repeated warnings of one outage (doubling)
 MAX_INBOX = 10_000  # broker messages waiting for the main loop; beyond it new ones are dropped

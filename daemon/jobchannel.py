@@ -29,6 +29,8 @@ PeerLookup = Callable[[], "Peer | None"]  # asked only when it matters (register
 Handler = Callable[[bytes, dict[str, Any], bytes | None, PeerLookup], None]
 RETAINED_WINDOW = 5.0  # seconds after subscribing during which a job accepts retained re-sends
 JOB_REQUEST_TIMEOUT = 10.0
+MAX_PASS_MESSAGES = 1000  # read from the job channel in one loop pass at most, and
+MAX_PASS_BYTES = 1 << 19  # (about 2,500 log lines): then timers, acks and the broker get a turn
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,18 @@ class JobChannel:
         self.loop.watch(self.socket, self.on_readable)
 
     def on_readable(self) -> None:
-        for _ in range(1000):  # bounded, so one chatty job cannot starve the loop
+        # Bounded (the socket is polled again next pass), so one chatty job cannot starve the
+        # loop: a pass over 20,000 grouped log lines would fill the broker's queue before the
+        # loop ever saw paho say it wrote the first of them.
+        budget = MAX_PASS_BYTES
+        for _ in range(MAX_PASS_MESSAGES):
             try:
                 identity = self.socket.recv(zmq.NOBLOCK)  # ROUTER: the sender, then its frames
             except zmq.Again:
                 return
             first = self.socket.recv(copy=False)
             rest = [first.bytes, *self._rest_of(first)]
+            budget -= sum(map(len, rest))
             # libzmq 4.3.4 (bookworm) puts the peer's metadata on the frames it received, not on
             # the identity frame the ROUTER adds; 4.3.5 on both.
             peer = functools.partial(peer_of, first)
@@ -88,6 +95,8 @@ class JobChannel:
                             uid=known.uid if known else "?", pid=known.pid if known else "?")
                 continue
             self._handle(identity, msg, payload, peer)
+            if budget <= 0:
+                return
 
     def _rest_of(self, frame: zmq.Frame) -> list[bytes]:
         """The frames after `frame` (all of them, so the next read starts a message). One frame
