@@ -15,20 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from pioreactord.packed import remaining_length
+
 TagOf = Callable[[bytes], bytes]
 
 
-def _remaining_length(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        value, digit = divmod(value, 128)
-        out.append(digit | 0x80 if value else digit)
-        if not value:
-            return bytes(out)
-
-
 def _packet(first: int, body: bytes) -> bytes:
-    return bytes((first,)) + _remaining_length(len(body)) + body
+    return bytes((first,)) + remaining_length(len(body)) + body
 
 
 def _string(text: bytes) -> bytes:

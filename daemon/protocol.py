@@ -128,6 +128,12 @@ def encode(header: dict[str, Any], payload: bytes | None = None) -> list[bytes]:
     return frames
 
 
+def join_logs(encoded: list[bytes]) -> list[bytes]:
+    """One `logs` message whose records are `log` messages already encoded (their header
+    frames, `v` and `t` included: the daemon reads the fields it needs)."""
+    return [b'{"v":%d,"t":"logs","records":[%s]}' % (VERSION, b",".join(encoded))]
+
+
 def encode_log(header: dict[str, Any], seq: int) -> list[bytes]:
     """A job's numbered `log` message: what `encode({**header, "seq": seq})` gives, the JSON
     written by hand when the header is the usual one (`t` and LOG_FIELDS, all strings): a

@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
-from pioreactord.protocol import VERSION, encode, encode_log
+from pioreactord.protocol import encode, encode_log, join_logs
 
 SEQUENCED = frozenset({"log"})  # settings are current values: sent again at re-registration
 MAX_LOG_LINES = 20_000
@@ -148,7 +148,7 @@ class Held:
             if len(parts) == 1:
                 return self._waiting[0][1]
             self._peeked = len(parts)
-            return [b'{"v":%d,"t":"logs","records":[%s]}' % (VERSION, b",".join(parts))]
+            return join_logs(parts)
 
     def sent(self) -> None:
         """The frames `peek` gave went to the socket."""
