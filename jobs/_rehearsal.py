@@ -1,5 +1,5 @@
 """A plugin as the Pioreactor docs teach it, never run as a job: the fork server's spare loads it
-and runs its command's option parsing before it becomes a job (jobs/forkserver.py `rehearse`),
+and runs its command's option parsing before it becomes a job (jobs/forkserver.py `rehearse_start`),
 so the pages that every start's plugin import and click call copy on write are copied while the
 spare waits, not during the start."""
 

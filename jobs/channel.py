@@ -18,6 +18,7 @@ carries `sent`, the highest seq sent, so a daemon that missed some (a restart) a
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import socket as pysocket
@@ -39,15 +40,33 @@ SEND_HWM = 1_000  # ZeroMQ's queue: a window only, what waits is in Held
 CLOSE_CONFIRM_SECONDS = 2.0  # at close, how long to wait for the daemon to confirm the last lines
 
 
-_prepared_contexts: list[zmq.Context] = []  # see prepare_context
+_spare_channels: list[Channel] = []  # see prepare_spare_channel
 
 
-def prepare_context() -> None:
-    """Make the ZeroMQ context of this process's next Channel now (its I/O thread starts here).
-    The fork server's spare does it while it waits to become a job, off the start's path. Never
-    in a process that forks afterwards: a forked child must not inherit a context."""
-    if not _prepared_contexts:
-        _prepared_contexts.append(zmq.Context())
+def prepare_spare_channel(socket_path: str) -> None:
+    """Make this process's next channel now, connected to the daemon at `socket_path`: the fork
+    server's spare does it while it waits to become a job, so a start neither builds a channel
+    (ZeroMQ context, socket, monitor, two threads: ~2 ms) nor waits for ZeroMQ's handshake with
+    the daemon (~1.5 ms). Never in a process that forks afterwards: a forked child must not
+    inherit a context. The daemon hears nothing from it until the job registers."""
+    if not _spare_channels:
+        _spare_channels.append(Channel(socket_path, f"{os.getpid()}:{os.urandom(3).hex()}"))
+        atexit.register(_close_spare_channels)  # a spare that never became a job, say
+
+
+def take_spare_channel(socket_path: str) -> Channel | None:
+    """The channel this process's spare made, if it is to `socket_path` (else it is closed)."""
+    while _spare_channels:
+        channel = _spare_channels.pop()
+        if channel.socket_path == socket_path and channel.pid == os.getpid():
+            return channel
+        channel.close()
+    return None
+
+
+def _close_spare_channels() -> None:
+    while _spare_channels:
+        _spare_channels.pop().close()
 
 
 class DaemonUnavailable(ConnectionError):
@@ -89,11 +108,16 @@ class Pending:
 
 
 class Channel:
+    """`identity` is the job's routing id on the daemon's ROUTER (unique per process: the daemon
+    trusts the kernel's peer credentials, never a name). Nothing is dispatched until `claim`."""
+
     def __init__(self, socket_path: str, identity: str,
-                 on_event: Callable[[dict[str, Any], bytes | None], None]) -> None:
+                 on_event: Callable[[dict[str, Any], bytes | None], None] | None = None) -> None:
         self.socket_path = socket_path
+        self.pid = os.getpid()
         self.daemon_id: str | None = None
-        self._on_event = on_event
+        self.connected = False  # ZeroMQ's handshake with the daemon is done (the monitor says)
+        self._on_event: Callable[[dict[str, Any], bytes | None], None] = lambda header, payload: None
         self._held = Held()
         self._job_name = identity.split(":")[0]
         self._blocked = False  # the socket said Again: wait for POLLOUT
@@ -107,7 +131,7 @@ class Channel:
         # No heartbeat until the job has registered: a ping from an identity the daemon does not
         # know yet is answered with `who`, which would make the job register a second time.
         self._heartbeat = threading.Event()
-        self._context = _prepared_contexts.pop() if _prepared_contexts else zmq.Context()
+        self._context = zmq.Context()
         self._socket = self._context.socket(zmq.DEALER)
         self._socket.setsockopt(zmq.ROUTING_ID, identity.encode())
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
@@ -118,6 +142,18 @@ class Channel:
         self._held.io_thread = self._io
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="callbacks", daemon=True)
         self._io.start()
+        if on_event is not None:
+            self.claim(self._job_name, on_event)
+
+    def claim(self, job_name: str, on_event: Callable[[dict[str, Any], bytes | None], None]) -> None:
+        """The job that uses this channel: its name (for the channel's own log lines) and the
+        handler of the daemon's messages, called on the dispatcher thread from now on."""
+        self._job_name, self._on_event = job_name, on_event
+        while True:  # a spare's stale news (a daemon that went away while it waited)
+            try:
+                self._events.get_nowait()
+            except queue.Empty:
+                break
         self._dispatcher.start()
 
     # --- any thread ----------------------------------------------------------------------------
@@ -161,8 +197,8 @@ class Channel:
         self._events.put(None)
         if threading.current_thread() is not self._io:
             self._io.join(5)
-        if threading.current_thread() is not self._dispatcher:  # (a callback may close it)
-            self._dispatcher.join(5)
+        if self._dispatcher.ident is not None and threading.current_thread() is not self._dispatcher:
+            self._dispatcher.join(5)  # (a callback may close it; a spare's was never started)
 
     def start_heartbeat(self) -> None:
         """Called once registered; pings also tell the job when the daemon has restarted."""
@@ -250,9 +286,10 @@ class Channel:
             except zmq.Again:
                 return connected
             if event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connected = False
                 self._events.put(({"t": "daemon_gone"}, None))
             elif event["event"] == zmq.EVENT_CONNECTED:
-                connected = True
+                self.connected = connected = True
 
     def _drain_wake(self) -> None:
         try:

@@ -8,8 +8,8 @@ no threads, no ZeroMQ context, so forking is safe.
 A job must be the daemon's child (the daemon is a child subreaper), so the server double-forks:
 the intermediate process exits at once and its child is re-parented to the daemon. It does so
 *ahead* of the next request: that child, the *spare*, waits for a request already as the daemon's
-child, with its own session, Python's signal dispositions and the ZeroMQ context its channel
-will use. A start forks nothing: the server
+child, with its own session, Python's signal dispositions and its job's channel, already
+connected to the daemon (jobs/channel.py `prepare_spare_channel`). A start forks nothing: the server
 checks the request and hands it (and its descriptors) to the spare, which acknowledges it and
 becomes the job; the reply is the spare's pid; then the server makes the next spare. A server
 that is stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare
@@ -27,13 +27,15 @@ import gc
 import importlib
 import os
 import random
+import select
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
-from pioreactord.protocol import FORK_MESSAGE_MAX, ProtocolError, decode, encode
+from pioreactord.protocol import FORK_MESSAGE_MAX, JOB_SOCKET_ENV, ProtocolError, decode, encode
 
 # Everything a start imports: a module first imported after the fork costs every start its import
 # and its pages (tests/integration/test_forkserver.py checks a job imports nothing new).
@@ -45,6 +47,9 @@ STDIO = 3  # stdin, stdout, stderr arrive with each request
 PYTHON_SIGNALS: dict[int, Any] = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: signal.SIG_IGN,
                   signal.SIGXFSZ: signal.SIG_IGN}
 ACCEPTED = b"taken"  # the spare's answer once it holds a request
+# The next spare is made once no request came for this long after a hand-over: making it takes
+# ~10 ms of CPU, which on 2 cores made the start it followed ~4 ms slower (bench/spawn.py).
+SPARE_AFTER = 0.05
 BASE_ENVIRONMENT: dict[str, str] = {}  # the server's os.environ, which every job starts with
 SERVER_MODULES: set[str] = set()  # what the server had imported when it forked the job
 
@@ -100,9 +105,10 @@ def preload() -> None:
 def serve(server: socket.socket) -> ForkRequest | None:
     """Answer fork requests until the daemon goes; in a job process, return its request."""
     spare: Spare | None = None
+    handed_at = -SPARE_AFTER  # monotonic time of the last hand-over
     while True:
-        if spare is None:
-            made = Spare.make(server)
+        if spare is None and not _request_within(server, handed_at + SPARE_AFTER - time.monotonic()):
+            made = Spare.make(server, rehearse=True)
             if isinstance(made, ForkRequest):
                 return made
             spare = made
@@ -110,7 +116,8 @@ def serve(server: socket.socket) -> ForkRequest | None:
                                                  socket.MSG_CMSG_CLOEXEC)
         if not message:
             close_all(fds)
-            spare.dismiss()
+            if spare is not None:
+                spare.dismiss()
             return None
         try:
             parse(message, fds, flags)
@@ -119,14 +126,29 @@ def serve(server: socket.socket) -> ForkRequest | None:
             server.send(encode({"t": "forked", "error": f"ProtocolError: {exc}"})[0])
             continue  # the spare waits for the next request
         try:
+            if spare is None:  # starts back to back: this one waits for its spare
+                made = Spare.make(server, rehearse=False)
+                if isinstance(made, ForkRequest):
+                    return made
+                spare = made
             reply: dict[str, Any] = {"t": "forked", "pid": spare.hand_over(message, fds)}
         except OSError as exc:
             reply = {"t": "forked", "error": f"{type(exc).__name__}: {exc}"}
-            spare.dismiss()
+            if spare is not None:
+                spare.dismiss()
         finally:
             close_all(fds)
         spare = None
+        handed_at = time.monotonic()
         server.send(encode(reply)[0])
+
+
+def _request_within(server: socket.socket, seconds: float) -> bool:
+    """Whether a request arrives within `seconds` (at once if there is none left)."""
+    if seconds <= 0:
+        return False
+    readable, _, _ = select.select([server], [], [], seconds)
+    return bool(readable)
 
 
 def parse(message: bytes, fds: list[int], flags: int) -> ForkRequest:
@@ -151,8 +173,9 @@ class Spare:
         self.pid, self.channel = pid, channel
 
     @classmethod
-    def make(cls, server: socket.socket) -> Spare | ForkRequest:
-        """Double fork; the server gets the spare, and the spare, once it is a job, its request."""
+    def make(cls, server: socket.socket, rehearse: bool) -> Spare | ForkRequest:
+        """Double fork; the server gets the spare, and the spare, once it is a job, its request.
+        `rehearse`: copy the start's pages ahead (only worth it when no request waits yet)."""
         sys.stdout.flush()
         sys.stderr.flush()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -171,7 +194,7 @@ class Spare:
                 closing.close()
             os.close(pid_r)
             os.close(pid_w)
-            return _spare_main(theirs)
+            return _spare_main(theirs, rehearse)
         theirs.close()
         os.close(pid_w)
         try:
@@ -197,14 +220,17 @@ class Spare:
         self.channel.close()
 
 
-def _spare_main(channel: socket.socket) -> ForkRequest:
+def _spare_main(channel: socket.socket, rehearse: bool) -> ForkRequest:
     """In the spare: what every job needs first, done before any request; then wait for one."""
     set_process_name("pio-forkspare")
     os.setsid()
-    from pioreactor.channel import prepare_context
+    from pioreactor.channel import prepare_spare_channel
 
-    rehearse()
-    prepare_context()  # it never forks again: its ZeroMQ context can start its thread now
+    if rehearse:
+        rehearse_start()
+    socket_path = os.environ.get(JOB_SOCKET_ENV)
+    if socket_path:  # it never forks again: its channel can start its threads now
+        prepare_spare_channel(socket_path)
     try:
         message, fds, flags, _ = socket.recv_fds(channel, FORK_MESSAGE_MAX, STDIO,
                                                  socket.MSG_CMSG_CLOEXEC)
@@ -218,14 +244,13 @@ def _spare_main(channel: socket.socket) -> ForkRequest:
     return request
 
 
-def rehearse() -> None:
-    """Load a typical plugin, run its command's option parsing and open and close a channel,
-    then forget them: the pages every start copies on write for these steps (~0.5k: refcounts
-    of shared objects) are copied now, while the spare waits, and not on the start's path."""
+def rehearse_start() -> None:
+    """Load a typical plugin and run its command's option parsing, then forget them: the pages
+    every start copies on write for these steps (~0.5k: refcounts of shared objects) are copied
+    now, while the spare waits, and not on the start's path."""
     from pathlib import Path
 
     from pioreactor import catalog
-    from pioreactor.channel import Channel
     from pioreactor.cli.run import run
 
     try:
@@ -235,8 +260,6 @@ def rehearse() -> None:
         commands = catalog._commands_loaded(str(path), module, registered_before)
         catalog._bad_name(path.stem, module, commands)
         module.click_rehearsal.main(args=["--value", "2", "--dry-run"], standalone_mode=False)
-        Channel(f"/tmp/pioreactor-rehearsal-{os.getpid()}.sock", "rehearsal",
-                lambda header, payload: None).close()  # nothing listens there: nothing is sent
     except Exception as exc:  # noqa: BLE001 - a rehearsal only saves time; the job runs anyway
         print(f"fork server spare: rehearsal failed: {exc!r}", file=sys.stderr)
     finally:

@@ -19,7 +19,13 @@ from pioreactor.exc import HardwareRequestError, JobPresentError, PWMLockError
 from pioreactord.protocol import JOB_SOCKET_ENV
 
 from .. import stack_dump
-from ..channel import Channel, RequestFailed, check_daemon_listening
+from ..channel import (
+    Channel,
+    DaemonUnavailable,
+    RequestFailed,
+    check_daemon_listening,
+    take_spare_channel,
+)
 from .stdio_guard import reroute_orphaned_output
 
 # Answered by the link itself once the job has ended: the daemon switched off and freed
@@ -57,9 +63,17 @@ class DaemonLink:
         from pioreactor.config import job_socket_path
 
         path = os.environ.get(JOB_SOCKET_ENV) or job_socket_path()
-        check_daemon_listening(path)
-        identity = f"{self.job_name}:{os.getpid()}:{os.urandom(3).hex()}"
-        channel = Channel(path, identity, self._dispatch)
+        channel = take_spare_channel(path)  # forked: the spare's, already connected
+        if channel is None or not channel.connected:
+            try:
+                check_daemon_listening(path)
+            except DaemonUnavailable:
+                if channel is not None:
+                    channel.close()
+                raise
+        if channel is None:
+            channel = Channel(path, f"{self.job_name}:{os.getpid()}:{os.urandom(3).hex()}")
+        channel.claim(self.job_name, self._dispatch)
         self.stack_dump = stack_dump.install(path)  # the daemon may ask where we are stuck
         try:
             self.daemon_id = channel.request(self.registration(adopt=False)).get("daemon")

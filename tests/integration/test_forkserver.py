@@ -9,6 +9,7 @@ import signal
 import psutil
 import pytest
 
+from pioreactord.client import call
 from tests.support.plugins import SETTINGS_JOB
 from tests.support.waiting import wait_for
 
@@ -158,6 +159,22 @@ def test_a_start_takes_the_spare_that_waited_as_the_daemons_child(daemon):
     assert job.pid == waiting[0].pid and job.name() == "tester"
     following = wait_for(lambda: spares(daemon), 5, "the next spare")
     assert following[0].pid != job.pid
+
+
+def test_starts_back_to_back_each_get_a_spare(daemon):
+    """The next spare is made once starts pause (SPARE_AFTER): a start that comes sooner waits
+    for one made on demand, and is forked all the same."""
+    control = str(daemon.root / "run" / "control.sock")
+    names = [f"tester{i}" for i in range(3)]
+    for name in names:
+        daemon.add_plugin(name, SETTINGS_JOB.replace("tester", name))
+    for name in names:  # each request follows the last one's ready by well under 50 ms
+        reply = call(control, {"cmd": "start", "args": {"job": name, "args": []}}, 30)
+        assert reply["ok"], reply
+    status = daemon.status()
+    assert sorted(status) == names and all(row["state"] == "ready" for row in status.values())
+    assert all(forked(psutil.Process(status[name]["pid"])) for name in names)
+    assert len({status[name]["pid"] for name in names}) == 3
 
 
 def test_a_start_imports_nothing_the_server_has_not(daemon):

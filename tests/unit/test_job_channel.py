@@ -129,3 +129,49 @@ def test_a_burst_of_sends_arrives_whole_and_in_order_with_few_wakes(router, monk
         assert receive(socket, 5)[1]["message"] == "after the burst"
     finally:
         channel.close()
+
+
+def test_a_spares_channel_is_connected_ahead_and_forgets_what_it_heard_while_waiting(tmp_path):
+    """The fork server's spare connects its job's channel while it waits. The daemon restarts
+    meanwhile (the ROUTER goes and comes back): the job that takes the channel must not be told
+    that its daemon is gone (it would reroute its output), and it registers over it at once."""
+    from pioreactor import channel as channel_module
+
+    path = str(tmp_path / "jobs.sock")
+    context = zmq.Context()
+    first = context.socket(zmq.ROUTER)
+    first.bind(f"ipc://{path}")
+    channel_module.prepare_spare_channel(path)
+    spare = channel_module._spare_channels[0]
+    second = None
+    try:
+        wait_for(lambda: spare.connected, 5, "the spare's channel connected")
+        first.close(linger=0)
+        wait_for(lambda: not spare.connected, 5, "the spare seeing its daemon go")
+        second = context.socket(zmq.ROUTER)
+        second.bind(f"ipc://{path}")
+        wait_for(lambda: spare.connected, 5, "the spare's channel connected again")
+        taken = channel_module.take_spare_channel(path)
+        assert taken is spare and not channel_module._spare_channels
+        events: list[dict] = []
+        taken.claim("job", lambda header, payload: events.append(header))
+        answered: list[dict] = []
+        asker = threading.Thread(target=lambda: answered.append(taken.request({"t": "register"})))
+        asker.start()
+        identity, header = receive(second, 5)
+        second.send_multipart([identity, *encode({"t": "message", "topic": "x"})])
+        second.send_multipart([identity, *encode({"t": "reply", "id": header["id"], "ok": True,
+                                                  "result": {"job_id": 1}})])
+        asker.join(5)
+        assert answered == [{"job_id": 1}]
+        wait_for(lambda: events, 5, "the daemon's message handed to the job")
+        assert [e["t"] for e in events] == ["message"]  # not the `daemon_gone` of before
+        taken.close()
+        channel_module.prepare_spare_channel(path)  # a job for another daemon makes its own
+        assert channel_module.take_spare_channel(str(tmp_path / "other.sock")) is None
+        assert not channel_module._spare_channels
+    finally:
+        channel_module._close_spare_channels()
+        if second is not None:
+            second.close(linger=0)
+        context.term()
