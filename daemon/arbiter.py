@@ -87,7 +87,7 @@ class Daemon:
                              host=config.broker_address, port=config.broker_port,
                              will=Will(self.state_topic, b"lost"), wake=self.loop.wake,
                              username=config.mqtt_username, password=config.mqtt_password,
-                             use_tls=config.mqtt_use_tls)
+                             use_tls=config.mqtt_use_tls, defer=self.loop.at_end_of_pass)
         self.hub = LogHub(unit=config.unit, sink=self.sink, log_file=config.log_file,
                           console_level=config.console_log_level,
                           publish_many=self._publish_logs, schedule=self.loop.post)

@@ -126,10 +126,15 @@ def _hint(cause: str) -> str:
 class Bridge:
     def __init__(self, *, client_id: str, host: str, port: int, will: Will,
                  wake: Callable[[], None], username: str = "", password: str = "",
-                 use_tls: bool = False) -> None:
+                 use_tls: bool = False,
+                 defer: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """`defer(fn)`: run fn at the end of the main loop's pass (loop.at_end_of_pass), so a
+        pass's publishes wake the network thread once; without it each publish is sent at once."""
         self.connected = False  # the main thread's view (it learns through _inbox)
         self.address = f"{host}:{port}"
         self._wake = wake
+        self._defer = defer
+        self._pump_deferred = False
         self._host, self._port = host, port
         self._subscriptions: Counter[str] = Counter()
         self._outbox = Outbox()
@@ -199,6 +204,14 @@ class Bridge:
         connection."""
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
         self._outbox.put(check_topic(topic), data, qos, retain)
+        if self._defer is None:
+            self._pump()
+        elif not self._pump_deferred:
+            self._pump_deferred = True
+            self._defer(self._deferred_pump)
+
+    def _deferred_pump(self) -> None:
+        self._pump_deferred = False
         self._pump()
 
     def publish_many(self, messages: list[tuple[str, bytes]], *, qos: int = 0) -> None:

@@ -34,6 +34,7 @@ class Loop:
         self._timers: list[Timer] = []
         self._seq = itertools.count()
         self._posted: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+        self._at_end: list[Callable[[], Any]] = []  # this pass's, see at_end_of_pass
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.watch(self.wake_r, self._drain_wake)
         self.on_wake: Callable[[], Any] = lambda: None  # signal handling hooks in here
@@ -62,6 +63,12 @@ class Loop:
         self._posted.put(callback)
         self.wake()
 
+    def at_end_of_pass(self, callback: Callable[[], Any]) -> None:
+        """Main thread only: run `callback` once this pass's handlers are done (no wake-up).
+        What a pass gathered goes out in one step: e.g. a job's start burst to the broker's
+        thread in one wake instead of one per setting."""
+        self._at_end.append(callback)
+
     def wake(self) -> None:
         try:
             os.write(self.wake_w, b"\0")
@@ -81,6 +88,8 @@ class Loop:
                 self._guarded(handler)
         self._run_posted()
         self._run_due_timers()
+        while self._at_end:
+            self._guarded(self._at_end.pop(0))
 
     def _timeout_ms(self, max_wait: float) -> int:
         wait = max_wait
