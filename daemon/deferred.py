@@ -2,7 +2,9 @@
 
 structlog imports asyncio (for its async loggers) and paho imports urllib.request (for proxies,
 used only with PySocks installed). The daemon uses neither: measured, they and what they pull
-in (ssl, email, http, tempfile, ...) hold about 5 MiB of its 34. `defer(name)`, called before
+in (ssl, email, http, tempfile, ...) hold about 5 MiB of its 34. paho also imports ssl (for
+TLS) and hashlib (for websockets): without TLS the daemon uses neither, and their OpenSSL
+(libcrypto, libssl) is another 4.4 MiB of RSS. `defer(name)`, called before
 those libraries are imported, puts a stand-in module in `sys.modules`: an `import` statement
 binds it without loading anything, and the first attribute anyone reads from it (a function,
 `__path__` for a submodule import, `from name import x`) imports the real module, whose
@@ -33,8 +35,10 @@ def _load(stand_in: _StandIn) -> types.ModuleType:
     return module
 
 
-def defer(*names: str) -> None:
-    """Stand-ins for `names` that are neither loaded nor missing (else nothing changes)."""
+def defer(*names: str, placeholders: dict[str, Any] | None = None) -> None:
+    """Stand-ins for `names` that are neither loaded nor missing (else nothing changes).
+    `placeholders`: attributes a stand-in answers without loading (the real ones replace them
+    when it loads)."""
     for name in names:
         if name in sys.modules:
             continue
@@ -43,7 +47,26 @@ def defer(*names: str) -> None:
             continue
         stand_in = _StandIn(name)
         stand_in.__spec__ = spec
+        stand_in.__dict__.update(placeholders or {})
         sys.modules[name] = stand_in
         parent, _, child = name.rpartition(".")
         if parent:
             setattr(sys.modules[parent], child, stand_in)
+
+
+class _NeverRaised(Exception):
+    """Stands for an ssl exception class while ssl is not loaded: nothing can raise the real
+    one before it is (only an SSL socket does, and making one loads ssl)."""
+
+
+def defer_unused_modules(tls: bool) -> None:
+    """What the daemon's libraries import and it does not use; without `tls`, ssl and hashlib
+    too. paho names ssl.SSLWantReadError and SSLWantWriteError in the `except` clauses of every
+    socket read and write, and the bridge checks a failed connection for ssl.SSLError: those
+    are placeholders, so a plain socket's error (a reset, a refused connection, a full buffer)
+    does not load ssl."""
+    defer("asyncio", "urllib.request")  # structlog's and paho's
+    if not tls:
+        defer("hashlib")
+        defer("ssl", placeholders=dict.fromkeys(
+            ("SSLError", "SSLWantReadError", "SSLWantWriteError"), _NeverRaised))

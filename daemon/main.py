@@ -26,7 +26,7 @@ def main(config_path: str | None) -> None:
     except ConfigError as exc:
         print(f"pioreactord: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIG)
-    deferred.defer("asyncio", "urllib.request")  # imported by structlog and paho, never used
+    deferred.defer_unused_modules(tls=config.mqtt_use_tls)  # before structlog and paho
     from .arbiter import Daemon, DaemonAlreadyRunning  # heavy imports after argument checks
     from .dbfile import StorageError
     from .hardware import (

@@ -47,3 +47,44 @@ def test_a_loaded_or_missing_module_is_left_alone():
     loaded = sys.modules["json"]
     defer("json", "no_such_module_anywhere")
     assert sys.modules["json"] is loaded and "no_such_module_anywhere" not in sys.modules
+
+
+def test_a_deferred_module_answers_its_placeholders_until_it_loads(package):
+    class Placeholder(Exception):
+        pass
+
+    defer(package, placeholders={"VALUE": Placeholder, "OTHER": Placeholder})
+    import deferme
+
+    assert deferme.OTHER is Placeholder and "deferme.inner" not in sys.modules  # nothing loaded
+    assert deferme.LOADS == ["loaded"]  # a name it has no placeholder for loads it
+    assert deferme.VALUE == 42  # and the real names replace the placeholders
+
+
+def test_without_tls_paho_and_the_bridge_run_without_ssl_or_openssl():
+    """A daemon without TLS never loads ssl (nor hashlib's OpenSSL): a refused connection and a
+    plain socket's errors are handled with the placeholders. Run in a fresh interpreter."""
+    import subprocess
+    import textwrap
+
+    code = textwrap.dedent("""
+        import socket, sys
+        from pioreactord.deferred import defer_unused_modules
+        defer_unused_modules(tls=False)
+        from pioreactord.bridge import describe_failure
+        import paho.mqtt.client as mqtt
+        print(describe_failure(ConnectionRefusedError(111, "Connection refused")))
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2) if hasattr(mqtt, "CallbackAPIVersion") else mqtt.Client()
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        client._sock = ours
+        try:
+            client._sock_recv(10)
+        except BlockingIOError:
+            print("would block")
+        loaded = [m for m in ("_ssl", "_hashlib") if m in sys.modules]
+        print("loaded:", loaded)
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["Connection refused", "would block", "loaded: []"]
