@@ -11,4 +11,7 @@ fi
 .venv-bench/bin/pip install -q --force-reinstall --no-deps . 2>&1 | grep -v "is ignored" >&2 || true
 .venv-bench/bin/pip install -q . 2>&1 | grep -v "is ignored" >&2 || true
 rm -rf build
+# As under systemd: a job writes its plugin's .pyc once. With this set (some shells and
+# containers set it) every start compiles its plugin again: +0.7 ms a start here.
+unset PYTHONDONTWRITEBYTECODE
 exec .venv-bench/bin/python bench/run_all.py "$@"
