@@ -203,7 +203,12 @@ class Bridge:
         window allows now. BadName for a topic the broker would answer by dropping our
         connection."""
         data = payload.encode() if isinstance(payload, str) else bytes(payload)
-        self._outbox.put(check_topic(topic), data, qos, retain)
+        topic = check_topic(topic)
+        if retain and self._pump_deferred and self._outbox.is_waiting(topic):
+            # Deferring is only to gather a pass's wake-ups: it must not make a value overtaken
+            # (a job's `init` by its `ready` in the same pass). Only an unacknowledged one may be.
+            self._pump()
+        self._outbox.put(topic, data, qos, retain)
         if self._defer is None:
             self._pump()
         elif not self._pump_deferred:

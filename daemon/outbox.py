@@ -100,6 +100,10 @@ class Outbox:
         self._waiting = OrderedDict((topic, 0) for topic in topics)
         self._current_first = bool(self._waiting)
 
+    def is_waiting(self, topic: str) -> bool:
+        """A current value of `topic` is queued and not yet handed to paho."""
+        return topic in self._waiting
+
     # --- out -----------------------------------------------------------------------------------
     def _current_is_next(self) -> bool:
         if self._current_first and not self._waiting:

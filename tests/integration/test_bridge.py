@@ -172,6 +172,27 @@ def test_a_restarted_broker_gets_every_current_value_back_state_last(running) ->
         broker.stop()
 
 
+def test_a_pass_gathered_for_one_wake_overtakes_no_value(broker, running) -> None:
+    """With publishes deferred to the end of a loop pass (the daemon's way), a job's start burst
+    (`init`, its settings, `ready`, all in one pass) still reaches the broker whole: gathering
+    wake-ups must not coalesce a state nobody has been sent."""
+    pass_end: list = []
+    r = Running("127.0.0.1", broker.port, defer=pass_end.append)
+    running.append(r)
+    watcher = Watcher(broker.port, "t/pass/#")
+    r.until(lambda: r.bridge.connected, 10, "connected")
+    r.bridge.publish("t/pass/$state", b"init", retain=True)
+    for i in range(8):
+        r.bridge.publish(f"t/pass/setting{i}", str(i).encode(), retain=True)
+    r.bridge.publish("t/pass/$state", b"ready", retain=True)
+    while pass_end:
+        pass_end.pop(0)()
+    r.seen(watcher, "t/pass/$state", "ready")
+    r.seen(watcher, "t/pass/setting7", "7")
+    assert [m.text for m in watcher.find("t/pass/$state")] == ["init", "ready"]
+    watcher.close()
+
+
 @pytest.mark.parametrize("topics", [1, 50])
 def test_a_burst_ends_with_its_last_value_retained_and_seen(running, topics: int) -> None:
     """20,000 QoS 2 retained values on a stock mosquitto (max_queued_messages 1000, 20 QoS 2 in
