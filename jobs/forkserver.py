@@ -11,7 +11,8 @@ the intermediate process exits at once and its child is re-parented to the daemo
 child, with its own session, Python's signal dispositions and its job's channel, already
 connected to the daemon (jobs/channel.py `prepare_spare_channel`). A start forks nothing: the server
 checks the request and hands it (and its descriptors) to the spare, which acknowledges it and
-becomes the job; the reply is the spare's pid; then the server makes the next spare. A server
+becomes the job; the reply is the spare's pid. The next spare is made once no request came for
+`SPARE_AFTER`, or at once for a request that finds none. A server
 that is stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare
 whose server is gone exits.
 
