@@ -270,7 +270,8 @@ class Channel:
         dropped = self._held.drop_report()
         if dropped:
             self.send({"t": "log", "level": "WARNING", "task": self._job_name, "source": "app",
-                       **{k: v for k, v in self._held.last_log.items() if v is not None},
+                       **{k: v for k in ("task", "source", "experiment")
+                          if (v := self._held.last_log.get(k)) is not None},
                        "timestamp": utc_timestamp(),
                        "message": f"{dropped} messages to pioreactord were dropped: it took none "
                                   f"while this job held {self._held.max_lines} unconfirmed log "

@@ -77,7 +77,7 @@ class Held:
         kind = header.get("t")
         with self._lock:
             if kind == "log":
-                self.last_log = {k: header.get(k) for k in ("task", "source", "experiment")}
+                self.last_log = header  # (the drop warning takes task, source, experiment from it)
                 if not self._room_for_a_line() and not self._wait_for_room():
                     self.dropped += 1
                     return False

@@ -122,6 +122,29 @@ def test_notice_is_a_level_of_the_standard_logging_module():
     assert records[-1].levelname == "NOTICE"
 
 
+def test_a_jobs_log_handler_keeps_filters_tracebacks_and_a_formatter_set_on_it():
+    from pioreactor.logging import JobLogHandler
+
+    sent: list[tuple[str, str]] = []
+    handler = JobLogHandler(lambda level, message, **fields: sent.append((level, message)))
+    logger = logging.getLogger("test_job_log_handler")
+    logger.propagate, logger.handlers = False, [handler]
+    logger.setLevel(logging.DEBUG)
+    logger.info("plain %s", "args")
+    handler.addFilter(lambda record: "secret" not in record.getMessage())
+    logger.info("a secret line")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        logger.exception("failed")
+    handler.setFormatter(logging.Formatter("[%(name)s] %(message)s"))
+    logger.warning("formatted")
+    assert sent[0] == ("INFO", "plain args") and len(sent) == 3
+    assert sent[1][0] == "ERROR" and sent[1][1].startswith("failed\nTraceback")
+    assert "ValueError: boom" in sent[1][1]
+    assert sent[2] == ("WARNING", "[test_job_log_handler] formatted")
+
+
 # --- cli.run ----------------------------------------------------------------------------------
 AIR_BUBBLER_LIKE = '''
 from pioreactor.cli.run import run
