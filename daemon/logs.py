@@ -7,16 +7,14 @@ them end in `LogHub.emit`, so the four destinations never disagree.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import json.encoder
 import logging
 import os
 import sys
 from collections.abc import Callable, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 import structlog
 
@@ -29,8 +27,7 @@ logging.addLevelName(NOTICE, "NOTICE")
 LEVELS = {"DEBUG": 10, "INFO": 20, "NOTICE": NOTICE, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 
 
-@dataclass(frozen=True)
-class LogRecord:
+class LogRecord(NamedTuple):  # (a tuple: made per log line, 3x cheaper than a frozen dataclass)
     level: str  # upper case, one of LEVELS
     message: str
     task: str  # the job name, or "pioreactord"
@@ -78,7 +75,7 @@ class LogHub:
 
     def emit(self, record: LogRecord) -> None:
         if len(record.message) > MAX_LOG_LINE:
-            record = dataclasses.replace(record, message=cut_text(record.message, MAX_LOG_LINE))
+            record = record._replace(message=cut_text(record.message, MAX_LOG_LINE))
         self._batch.append(record)
         if len(self._batch) == 1 and self._schedule is not None:
             self._schedule(self.flush)

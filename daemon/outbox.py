@@ -26,7 +26,7 @@ queue is full, so the daemon must not be the one to flood it).
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 MAX_STREAM = 20_000
 MAX_STREAM_BYTES = 8 * 2**20
@@ -34,8 +34,7 @@ MAX_CURRENT_TOPICS = 10_000
 MAX_CURRENT_BYTES = 8 * 2**20
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(NamedTuple):  # (a tuple: made per log line, 3x cheaper than a frozen dataclass)
     topic: str
     payload: bytes
     qos: int

