@@ -41,7 +41,7 @@ def test_packets_written_back_to_back_read_as_the_messages_in_order() -> None:
 
 
 @pytest.mark.parametrize("remaining", [3, 127, 128, 16_383, 16_384, 16_385])
-def test_the_short_length_path_spells_what_remaining_length_gives(remaining: int) -> None:
+def test_a_packet_at_each_length_boundary_carries_its_length_and_parses_back(remaining: int) -> None:
     packet = publish_packet(b"t", b"x" * (remaining - 3))  # 2 length bytes + 1 topic byte
     size = remaining_length(remaining)
     assert packet[1:1 + len(size)] == size and len(packet) == 1 + len(size) + remaining
