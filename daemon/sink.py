@@ -80,6 +80,8 @@ class Sink:
         self._report = report
         self._conn: sqlite3.Connection | None = open_database(path, report)
         self._identity = FileIdentity.of(path)
+        self._seq_conn: sqlite3.Connection | None = None  # the main thread's (committed_seq)
+        self._seq_identity: FileIdentity | None = None
         self._pending = Pending(UPSERT_SETTING)
         # Called by the writer thread after a commit that held numbered lines: {instance: seq}
         # (it only posts; daemon/confirm.py).
@@ -150,19 +152,29 @@ class Sink:
             self._pending.add_logs(rows, origins)
 
     def committed_seq(self, instance: str) -> int:
-        """The highest numbered line of a job instance in the database (0: none); main thread."""
+        """The highest numbered line of a job instance in the database (0: none); main thread,
+        once per job instance, on its start's path."""
         try:
-            reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            rows = self._seq_reader().execute(
+                "SELECT seq FROM pioreactord_job_seq WHERE instance = ?", (instance,)).fetchall()
         except sqlite3.Error:
+            _close(self._seq_conn)
+            self._seq_conn = None
             return 0
-        try:
-            row = reader.execute("SELECT seq FROM pioreactord_job_seq WHERE instance = ?",
-                                 (instance,)).fetchone()
-        except sqlite3.Error:
-            return 0
-        finally:
-            reader.close()
-        return int(row[0]) if row else 0
+        return int(rows[0][0]) if rows else 0
+
+    def _seq_reader(self) -> sqlite3.Connection:
+        """A read-only connection kept for `committed_seq`: opening one costs 0.2-0.5 ms, a query
+        on a kept one ~10 us. Opened again when the file was replaced (the writer then opens the
+        new file too). fetchall() ends each statement, so no read snapshot outlives its query
+        (one would keep WAL checkpoints from finishing)."""
+        identity = FileIdentity.of(self.path)
+        if self._seq_conn is None or identity != self._seq_identity:
+            _close(self._seq_conn)
+            self._seq_conn = None
+            self._seq_conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            self._seq_identity = identity
+        return self._seq_conn
 
     def state(self) -> dict[str, Any]:
         """For `pioctl status`: ok, since, error, queued, dropped, path (cheap, thread-safe)."""
@@ -185,6 +197,8 @@ class Sink:
             self._thread.join(timeout)
         if not self._thread.is_alive() and self._conn is not None:
             self._conn.close()
+        _close(self._seq_conn)
+        self._seq_conn = None
 
     # --- the writer thread ---------------------------------------------------------------------
     def _run(self) -> None:

@@ -147,6 +147,26 @@ def test_a_replaced_database_is_noticed_and_the_new_file_used(sink_at, tmp_path)
     assert len(aside) == 1 and count(aside[0]) == 5
 
 
+def test_committed_seq_reads_what_was_committed_and_follows_a_replaced_file(sink_at, tmp_path):
+    path = tmp_path / "db.sqlite"
+    sink, reports = sink_at(path)
+    assert sink.committed_seq("job:1:aa") == 0
+    sink.write_logs([log_row(i) for i in range(3)], [("job:1:aa", i + 1) for i in range(3)])
+    assert sink.flush()
+    assert sink.committed_seq("job:1:aa") == 3  # on the reader it kept from the first lookup
+    assert sink.committed_seq("job:2:bb") == 0
+    other = tmp_path / "other.sqlite"
+    seeded = Sink(other)
+    seeded.start()
+    seeded.write_logs([log_row(0)], [("job:2:bb", 7)])
+    seeded.close()
+    os.replace(other, path)
+    wait_for(lambda: reports.at("ERROR", "was replaced"), 10, "the replacement noticed")
+    assert sink.committed_seq("job:2:bb") == 7  # the file now there, not the one it had open
+    path.unlink()
+    assert sink.committed_seq("job:2:bb") == 0  # no file: nothing committed, and no exception
+
+
 def test_a_damaged_database_at_start_is_set_aside(sink_at, tmp_path):
     path = tmp_path / "db.sqlite"
     path.write_bytes(b"this is not a database" * 100)
