@@ -92,6 +92,7 @@ class BackgroundJob(TransitionHooks):
         self.state = self.INIT
         self.source = source or os.environ.get(SOURCE_ENV) or _default_source(type(self))
         self._meta = normalise_settings(type(self).published_settings)
+        self._sent_in_init: dict[str, str | None] = {}  # setting -> its value as sent in __init__
         self._subscriptions = {}
         self._lock = threading.RLock()
         self._link = DaemonLink(self.job_name, self._describe, self._on_daemon_event,
@@ -149,7 +150,10 @@ class BackgroundJob(TransitionHooks):
         return None if value is None else to_wire(value).decode("utf-8", "replace")
 
     def _send_setting(self, name: str, value: Any) -> None:
-        self._link.send({"t": "setting", "name": name, "value": self._wire(value)})
+        wire = self._wire(value)
+        if self.state == self.INIT:
+            self._sent_in_init[name] = wire
+        self._link.send({"t": "setting", "name": name, "value": wire})
 
     def _send_state(self, state: str) -> None:
         self._link.send({"t": "state", "state": state})
@@ -203,9 +207,14 @@ class BackgroundJob(TransitionHooks):
         return first_error
 
     def _init_finished(self) -> None:
-        for name in self._meta:  # class defaults (e.g. `intensity = 0`) are published too
-            if getattr(self, name, None) is not None:
-                self._send_setting(name, getattr(self, name))
+        # Class defaults (e.g. `intensity = 0`) are published too. What __init__ sent and has
+        # not changed since is not sent again: each repeat is a retained QoS-2 publish and a row
+        # update queued ahead of `ready` on the start's path.
+        sent, self._sent_in_init = self._sent_in_init, {}
+        for name in self._meta:
+            value = getattr(self, name, None)
+            if value is not None and (name not in sent or sent[name] != self._wire(value)):
+                self._send_setting(name, value)
         self._before_ready()
         self.set_state(self.READY)
 

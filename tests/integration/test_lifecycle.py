@@ -40,6 +40,43 @@ def test_start_publishes_state_and_settings(daemon, watcher):
                                   "WHERE job_name='tester'") == [(1, "tester")], 5, "metadata row")
 
 
+START_BURST_JOB = """
+import click
+from pioreactor.background_jobs.base import BackgroundJob
+
+
+class Burst(BackgroundJob):
+    job_name = "burst"
+    published_settings = {"rate": {"datatype": "float", "settable": True},
+                          "count": {"datatype": "integer", "settable": True},
+                          "config": {"datatype": "json", "settable": True}}
+    rate = 1.5
+
+    def __init__(self, unit, experiment):
+        super().__init__(unit=unit, experiment=experiment)
+        self.count = 3
+        self.config = {}
+        self.config["a"] = 1  # changed in place after it was sent
+
+
+@click.command(name="burst")
+def click_burst():
+    from pioreactor.whoami import get_latest_experiment_name, get_unit_name
+    Burst(unit=get_unit_name(), experiment=get_latest_experiment_name()).block_until_disconnected()
+"""
+
+
+def test_a_start_sends_each_setting_once_unless_it_changed_since(make_daemon, watcher):
+    daemon = make_daemon()
+    daemon.add_plugin("burst", START_BURST_JOB)
+    daemon.start()
+    daemon.pioctl("start", "burst")
+    watcher.wait(topic(daemon, "$state", job="burst"), "ready")
+    payloads = {leaf: [m.payload.decode() for m in watcher.find(topic(daemon, leaf, job="burst"))]
+                for leaf in ("rate", "count", "config")}
+    assert payloads == {"rate": ["1.5"], "count": ["3"], "config": ["{}", '{"a":1}']}
+
+
 def test_duplicate_start_refused_without_touching_the_running_job(daemon):
     daemon.pioctl("start", "tester")
     pid = daemon.status()["tester"]["pid"]
