@@ -142,19 +142,19 @@ class Channel:
         self._held.io_thread = self._io
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="callbacks", daemon=True)
         self._io.start()
+        self._dispatcher.start()  # until `claim`, what it gets goes to a no-op (a spare's news)
         if on_event is not None:
             self.claim(self._job_name, on_event)
 
     def claim(self, job_name: str, on_event: Callable[[dict[str, Any], bytes | None], None]) -> None:
         """The job that uses this channel: its name (for the channel's own log lines) and the
         handler of the daemon's messages, called on the dispatcher thread from now on."""
-        self._job_name, self._on_event = job_name, on_event
         while True:  # a spare's stale news (a daemon that went away while it waited)
             try:
                 self._events.get_nowait()
             except queue.Empty:
                 break
-        self._dispatcher.start()
+        self._job_name, self._on_event = job_name, on_event
 
     # --- any thread ----------------------------------------------------------------------------
     def send(self, header: dict[str, Any], payload: bytes | None = None) -> None:
@@ -198,7 +198,7 @@ class Channel:
         if threading.current_thread() is not self._io:
             self._io.join(5)
         if self._dispatcher.ident is not None and threading.current_thread() is not self._dispatcher:
-            self._dispatcher.join(5)  # (a callback may close it; a spare's was never started)
+            self._dispatcher.join(5)  # (a callback may close it)
 
     def start_heartbeat(self) -> None:
         """Called once registered; pings also tell the job when the daemon has restarted."""

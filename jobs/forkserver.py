@@ -8,8 +8,8 @@ no threads, no ZeroMQ context, so forking is safe.
 A job must be the daemon's child (the daemon is a child subreaper), so the server double-forks:
 the intermediate process exits at once and its child is re-parented to the daemon. It does so
 *ahead* of the next request: that child, the *spare*, waits for a request already as the daemon's
-child, with its own session, Python's signal dispositions and its job's channel, already
-connected to the daemon (jobs/channel.py `prepare_spare_channel`). A start forks nothing: the server
+child, with its own session, Python's signal dispositions, its job's stack-dump file and its
+job's channel, already connected to the daemon (jobs/channel.py `prepare_spare_channel`). A start forks nothing: the server
 checks the request and hands it (and its descriptors) to the spare, which acknowledges it and
 becomes the job; the reply is the spare's pid. The next spare is made once no request came for
 `SPARE_AFTER`, or at once for a request that finds none. A server
@@ -225,6 +225,7 @@ def _spare_main(channel: socket.socket, rehearse: bool) -> ForkRequest:
     """In the spare: what every job needs first, done before any request; then wait for one."""
     set_process_name("pio-forkspare")
     os.setsid()
+    from pioreactor import stack_dump
     from pioreactor.channel import prepare_spare_channel
 
     if rehearse:
@@ -232,14 +233,17 @@ def _spare_main(channel: socket.socket, rehearse: bool) -> ForkRequest:
     socket_path = os.environ.get(JOB_SOCKET_ENV)
     if socket_path:  # it never forks again: its channel can start its threads now
         prepare_spare_channel(socket_path)
+        stack_dump.install(socket_path)  # the spare's pid is its job's: the job's file, ahead
     try:
         message, fds, flags, _ = socket.recv_fds(channel, FORK_MESSAGE_MAX, STDIO,
                                                  socket.MSG_CMSG_CLOEXEC)
         if not message:
+            stack_dump.forget()
             os._exit(0)  # dismissed, or the server is gone
         request = parse(message, fds, flags)
         channel.send(ACCEPTED)
     except BaseException:  # noqa: BLE001 - the server reports it; a spare never runs job code then
+        stack_dump.forget()
         os._exit(1)
     channel.close()
     return request

@@ -30,3 +30,13 @@ def install(job_socket: str) -> bool:
         return False
     _file = handle
     return True
+
+
+def forget() -> None:
+    """A fork server's spare that never became a job: its file goes with it (a job's is removed by
+    the daemon once the job has ended)."""
+    if _file is not None:
+        try:
+            os.unlink(_file.name)
+        except OSError:
+            pass

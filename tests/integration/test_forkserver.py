@@ -184,11 +184,14 @@ def test_a_start_imports_nothing_the_server_has_not(daemon):
     assert daemon.status()["imports"]["settings"]["new"] in ("", None)
 
 
-def test_a_spare_goes_with_its_server(daemon):
+def test_a_spare_goes_with_its_server_and_takes_its_stack_dump_file(daemon):
     waiting = wait_for(lambda: spares(daemon), 5, "a spare")[0]
+    stacks = daemon.root / "run" / "stacks" / str(waiting.pid)
+    wait_for(stacks.exists, 5, "the spare's stack-dump file, opened ahead for its job")
     os.kill(daemon.forkserver_pid(), signal.SIGKILL)
     wait_for(lambda: not psutil.pid_exists(waiting.pid)
              or waiting.status() == psutil.STATUS_ZOMBIE, 5, "the spare gone")
+    assert not stacks.exists()
 
 
 def test_a_forked_job_reads_the_config_again_once_the_file_changed(daemon):
