@@ -228,9 +228,9 @@ class Supervisor(Adoption):
     def state_changed(self, job: Job, state: str) -> None:
         job.state = state
         job.reached_ready = job.reached_ready or state == "ready"
-        self._publish(self.topic(job, "$state"), state.encode(), qos=2, retain=True)
-        if state == "ready":
+        if state == "ready":  # the caller waits for the job, not for our write to the broker
             self._answer(self._ready_waiters.pop(job.job_id, []), result=self.describe(job))
+        self._publish(self.topic(job, "$state"), state.encode(), qos=2, retain=True)
 
     def setting_changed(self, job: Job, name: str, value: str | None) -> None:
         wire = to_wire(value)
