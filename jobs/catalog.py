@@ -16,7 +16,7 @@ import json
 import re
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -102,11 +102,24 @@ def builtin_commands(module_name: str) -> list[click.Command]:
     return list(commands_of(importlib.import_module(module_name)))
 
 
-def _sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
-    """(source, origin, loader) for every place jobs come from; `prefer`'s file first, before
+_builtin_entries: list[Entry] = []  # once every built-in module imported: see builtin_entries
+
+
+def builtin_entries() -> list[Entry]:
+    """The built-in jobs, looked through once per process while all of them import (the fork
+    server does it before forking, so a start only reads the list)."""
+    if _builtin_entries:
+        return _builtin_entries
+    entries = [entry for module_name in BUILTIN_MODULES for entry in _entries_from(
+        "app", module_name, functools.partial(builtin_commands, module_name))]
+    if not any(entry.error for entry in entries):  # else the next lookup tries the import again
+        _builtin_entries.extend(entries)
+    return entries
+
+
+def _plugin_sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
+    """(source, origin, loader) for every place plugins come from; `prefer`'s file first, before
     the folder is even listed (a start that finds its job there lists nothing)."""
-    for module_name in BUILTIN_MODULES:
-        yield "app", module_name, lambda m=module_name: builtin_commands(m)
     directory = plugins_dir()
     preferred = directory / f"{prefer}.py" if prefer else None
     if preferred is not None and preferred.is_file():
@@ -122,27 +135,37 @@ def _sources(prefer: str | None) -> Iterator[tuple[str, str, Any]]:
 
 def discover(stop_at: str | None = None) -> list[Entry]:
     """Every job (or, with `stop_at`, until that job is found: a start imports no more than it must)."""
-    from pioreactor.cli.run import run
-
     entries: list[Entry] = []
-    for source, origin, load in _sources(prefer=stop_at):
-        registered_before = set(run.commands)
-        try:
-            loaded = load()
-        except BaseException as exc:  # noqa: BLE001 - SystemExit in a plugin is an error too
-            line = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            entries.append(Entry(name=source, source=source, origin=origin, error=line))
-            continue
-        commands = _commands_loaded(origin, loaded, registered_before)
-        broken = _bad_name(source, loaded, commands)
-        if broken is not None:  # its names would break MQTT topics: listed, never started
-            entries.append(Entry(name=source, source=source, origin=origin, error=broken))
-            continue
-        for command in commands:
-            entries.append(Entry(command.name or source, source, origin, command))
-            if command.name == stop_at:
+    for entry in builtin_entries():
+        entries.append(entry)
+        if entry.command is not None and entry.name == stop_at:
+            return entries
+    for source, origin, load in _plugin_sources(prefer=stop_at):
+        for entry in _entries_from(source, origin, load):
+            entries.append(entry)
+            if entry.command is not None and entry.name == stop_at:
                 return entries
     return entries
+
+
+def _entries_from(source: str, origin: str, load: Callable[[], Any]) -> Iterator[Entry]:
+    """The jobs one source gives, or one entry with the error that keeps it from giving any."""
+    from pioreactor.cli.run import run
+
+    registered_before = set(run.commands)
+    try:
+        loaded = load()
+    except BaseException as exc:  # noqa: BLE001 - SystemExit in a plugin is an error too
+        line = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        yield Entry(name=source, source=source, origin=origin, error=line)
+        return
+    commands = _commands_loaded(origin, loaded, registered_before)
+    broken = _bad_name(source, loaded, commands)
+    if broken is not None:  # its names would break MQTT topics: listed, never started
+        yield Entry(name=source, source=source, origin=origin, error=broken)
+        return
+    for command in commands:
+        yield Entry(command.name or source, source, origin, command)
 
 
 def _bad_name(source: str, loaded: Any, commands: list[click.Command]) -> str | None:

@@ -46,3 +46,27 @@ def test_a_built_in_job_is_found_before_any_plugin(plugins):
     (plugins / "stirring.py").write_text(JOB.format(name="stirring"))
     entry = catalog.find("stirring")
     assert entry is not None and entry.source == "app"
+
+
+def test_the_built_in_jobs_are_looked_through_once_per_process(plugins, monkeypatch):
+    catalog.builtin_entries()  # the fork server does this before forking
+    calls = []
+    monkeypatch.setattr(catalog, "builtin_commands", lambda name: calls.append(name) or [])
+    (plugins / "mine.py").write_text(JOB.format(name="mine"))
+    assert catalog.find("mine") is not None and catalog.find("od_reading") is not None
+    assert calls == []
+
+
+def test_a_built_in_module_that_failed_to_import_is_tried_again(plugins, monkeypatch):
+    monkeypatch.setattr(catalog, "_builtin_entries", [])
+    real = catalog.builtin_commands
+
+    def failing(name):
+        raise ImportError(f"{name}: no hardware library")
+
+    monkeypatch.setattr(catalog, "builtin_commands", failing)
+    assert any(e.error and "no hardware library" in e.error for e in catalog.discover())
+    monkeypatch.setattr(catalog, "builtin_commands", real)
+    entry = catalog.find("od_reading")  # the import tried again, not the failure kept
+    assert entry is not None and entry.command is not None
+    assert catalog._builtin_entries  # and kept from now on
