@@ -49,6 +49,11 @@ UPSERT_SEQ = """INSERT OR REPLACE INTO pioreactord_job_seq (instance, seq, updat
   VALUES (?, ?, ?)"""
 
 BATCH = 2000
+# Seconds the writer waits after the first row of a burst before it takes the batch. A job's
+# start queues ~10 rows while the main loop handles it; a writer woken by the first took the GIL
+# from the main loop at each SQLite call on the start's path. The rows wait that much longer in
+# memory (a log line is confirmed to its job only once committed, so none is lost meanwhile).
+GATHER = 0.01
 RETRY_MIN, RETRY_MAX = 0.25, 5.0
 IDENTITY_EVERY = 2.0
 DEFAULT_INTEGRITY_INTERVAL = 3600.0
@@ -234,7 +239,8 @@ class Sink:
         return True
 
     def _next_batch(self) -> Batch | None:
-        """Wait for rows (or the next file check); None once stopping with nothing left."""
+        """Wait for rows (or the next file check), then `GATHER` s for the rest of their burst;
+        None once stopping with nothing left."""
         with self._pending.changed:
             while not len(self._pending):
                 if self._stopping:
@@ -243,6 +249,10 @@ class Sink:
                 if wait <= 0:
                     break
                 self._pending.changed.wait(wait)
+            gather = 0 < len(self._pending) < BATCH and not self._stopping
+        if gather:
+            time.sleep(GATHER)  # without the lock: writers go on queueing meanwhile
+        with self._pending.changed:
             batch = self._pending.take(BATCH)
             self._busy = len(batch)
             return batch

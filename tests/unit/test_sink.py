@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import pioreactord.sink as sink_module
 from pioreactord.pending import Pending
 from pioreactord.sink import END_JOB, INSERT_JOB, UPSERT_SETTING, Sink
 from tests.support.tmpfs import fill, mounted_tmpfs
@@ -145,6 +146,18 @@ def test_a_replaced_database_is_noticed_and_the_new_file_used(sink_at, tmp_path)
     assert count(path) == 1
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("db.sqlite.replaced-")]
     assert len(aside) == 1 and count(aside[0]) == 5
+
+
+def test_a_burst_of_writes_is_gathered_into_one_transaction(sink_at, monkeypatch):
+    monkeypatch.setattr(sink_module, "GATHER", 0.5)  # wide: the two writes below are µs apart
+    sink, _ = sink_at()
+    commits: list[dict[str, int]] = []
+    sink.on_committed = commits.append
+    sink.write(INSERT_JOB, job_row(1))
+    sink.write_logs([log_row(0)], [("job:1:aa", 1)])
+    sink.write_logs([log_row(1)], [("job:2:bb", 1)])
+    assert sink.flush()
+    assert commits == [{"job:1:aa": 1, "job:2:bb": 1}]
 
 
 def test_committed_seq_reads_what_was_committed_and_follows_a_replaced_file(sink_at, tmp_path):
