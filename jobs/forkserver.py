@@ -9,12 +9,12 @@ A job must be the daemon's child (the daemon is a child subreaper), so the serve
 the intermediate process exits at once and its child is re-parented to the daemon. It does so
 *ahead* of the next request: that child, the *spare*, waits for a request already as the daemon's
 child, with its own session, Python's signal dispositions, its job's stack-dump file and its
-job's channel, already connected to the daemon (jobs/channel.py `prepare_spare_channel`). A start forks nothing: the server
-checks the request and hands it (and its descriptors) to the spare, which acknowledges it and
-becomes the job; the reply is the spare's pid. The next spare is made once no request came for
-`SPARE_AFTER`, or at once for a request that finds none. A server
-that is stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare
-whose server is gone exits.
+job's channel, already connected to the daemon (jobs/channel.py `prepare_spare_channel`). A
+start forks nothing: the server checks the request and hands it (and its descriptors) to the
+spare, which acknowledges it and becomes the job; the reply is the spare's pid. The next spare
+is made once no request came for `SPARE_AFTER`, or at once for a request that finds none. A
+server that is stopped or dead hands nothing on, so nothing starts behind the daemon's back, and
+a spare whose server is gone exits.
 
 The job process then sheds what it inherited (stdio, environment, cwd, random state; the cached
 config if the file changed) and runs what `python -m pioreactor.runner` runs. Plugins are imported
