@@ -197,8 +197,8 @@ class Channel:
         self._events.put(None)
         if threading.current_thread() is not self._io:
             self._io.join(5)
-        if self._dispatcher.ident is not None and threading.current_thread() is not self._dispatcher:
-            self._dispatcher.join(5)  # (a callback may close it)
+        if threading.current_thread() is not self._dispatcher:  # (a callback may close it)
+            self._dispatcher.join(5)
 
     def start_heartbeat(self) -> None:
         """Called once registered; pings also tell the job when the daemon has restarted."""
