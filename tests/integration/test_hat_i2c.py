@@ -8,10 +8,8 @@ import time
 
 import pytest
 
+from tests.support import fake_pigpiod
 from tests.support.i2c_devices import Ads1115, Dac43608
-
-pytest.importorskip("pigpio")
-from tests.support import fake_pigpiod  # noqa: E402 - after the skip: it needs no pigpio, the daemon does
 
 VOLTS_WITH_IR_ON = 0.062  # what photodiode 1 (AIN1) sees with the IR LED at full intensity
 
