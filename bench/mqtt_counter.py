@@ -37,11 +37,13 @@ def log_tag(payload: bytes) -> bytes:
 
 class Counter:
     """Counts the messages arriving on `pattern`: in all, and per `tag_of(payload)` if given.
-    `expect(n)` then `reached` (an Event) and `last_at` time the arrival of n more."""
+    `expect(n)` then `reached` (an Event) and `last_at` time the arrival of n more; `first_at`
+    gives when a tag's first message came."""
 
     def __init__(self, port: int, pattern: str, tag_of: TagOf | None = None) -> None:
         self.count = 0
         self.counts: dict[bytes, int] = {}
+        self.first_at: dict[bytes, float] = {}  # monotonic time of each tag's first message
         self.target = 0
         self.last_at = 0.0
         self.reached = threading.Event()
@@ -105,10 +107,13 @@ class Counter:
 
     def _published(self, payload: bytes) -> None:
         self.count += 1
+        self.last_at = now = time.monotonic()
         if self._tag_of is not None:
             tag = self._tag_of(payload)
-            self.counts[tag] = self.counts.get(tag, 0) + 1
-        self.last_at = time.monotonic()
+            seen = self.counts.get(tag, 0)
+            if not seen:
+                self.first_at[tag] = now
+            self.counts[tag] = seen + 1
         if self.count >= self.target:
             self.reached.set()
 
