@@ -1,7 +1,7 @@
 """Log throughput: a job logs a burst of lines; lines/s until the last one is in SQLite, on the
 broker and in the log file (every sink the SPEC names; the daemon writes the console too).
 
-    .venv-bench/bin/python bench/logflood.py [-n 10] [--lines 5000]
+    .venv-bench/bin/python bench/logflood.py [-n 10] [--lines 20000]
 
 Each round sets the job's `burst` setting (a control call, like `pioctl set`); the job then logs
 that many INFO lines as fast as its thread can. The clock runs from the call until all three
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.mqtt_counter import Counter  # noqa: E402
-from bench.yardsticks import Figure, mqtt_ceiling  # noqa: E402
+from bench.yardsticks import Figure, mqtt_ceiling, timed_round  # noqa: E402
 from pioreactord.client import call  # noqa: E402
 from tests.support.broker import Broker  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
@@ -113,7 +113,8 @@ def measure(broker: Broker, rounds: int, lines: int) -> tuple[Figure, Figure]:
         daemon.pioctl("start", "flood")
         one_burst(daemon, counter, 1, lines)  # warm-up: the first burst pays for first touches
         for round_no in range(2, rounds + 2):
-            figure.samples.append(one_burst(daemon, counter, round_no, lines))
+            with timed_round():
+                figure.samples.append(one_burst(daemon, counter, round_no, lines))
     finally:
         counter.close()
         daemon.cleanup()
@@ -123,7 +124,7 @@ def measure(broker: Broker, rounds: int, lines: int) -> tuple[Figure, Figure]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-n", type=int, default=10)
-    parser.add_argument("--lines", type=int, default=5000)
+    parser.add_argument("--lines", type=int, default=20000)
     options = parser.parse_args()
     broker = Broker()
     try:

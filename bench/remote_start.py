@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.yardsticks import timed_round  # noqa: E402
 from tests.support.broker import Broker, Watcher  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
 from tests.support.plugins import SETTINGS_JOB  # noqa: E402
@@ -38,9 +39,10 @@ def measure(runs: int, broker: Broker | None = None) -> list[float]:
         state = f"pioreactor/{daemon.unit}/exp1/tester/$state"
         latencies = []
         for _ in range(runs):
-            began = time.monotonic()
-            watcher.publish(state + "/set", "ready")
-            latencies.append(watcher.wait(state, "ready", since=began).at - began)
+            with timed_round():
+                began = time.monotonic()
+                watcher.publish(state + "/set", "ready")
+                latencies.append(watcher.wait(state, "ready", since=began).at - began)
             since = time.monotonic()
             watcher.publish(state + "/set", "disconnected")
             watcher.wait(state, "disconnected", since=since)

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Every figure of issue 14 beside its same-run yardstick: bash bench/run.sh [-n 10] [--lines 5000]
+# Every figure of issue 14 beside its same-run yardstick: bash bench/run.sh [-n 10] [--lines 20000]
 # Measures a regular install (pip install ., as the .deb gives), never an editable one: an editable
 # install's .pth finder costs every interpreter start ~12 ms. .venv-bench is rebuilt from the
 # working tree each time, so it measures the code as it is now.

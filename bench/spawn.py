@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psutil  # noqa: E402
 
+from bench.yardsticks import timed_round  # noqa: E402
 from pioreactord.client import call  # noqa: E402
 from tests.support.broker import Broker, Watcher  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
@@ -43,15 +44,16 @@ def time_starts(daemon: Daemon, watcher: Watcher, rounds: int) -> dict[str, list
     times: dict[str, list[float]] = {"pioctl start -> ready (ms)": [],
                                      "control call start -> ready (ms)": []}
     for i in range(2 * rounds):
-        began = time.monotonic()
-        if i % 2 == 0:
-            daemon.pioctl("start", "tester")
-            key = "pioctl start -> ready (ms)"
-        else:
-            reply = call(control, {"cmd": "start", "args": {"job": "tester", "args": []}}, 30)
-            assert reply["ok"], reply
-            key = "control call start -> ready (ms)"
-        times[key].append((time.monotonic() - began) * 1000)
+        with timed_round():
+            began = time.monotonic()
+            if i % 2 == 0:
+                daemon.pioctl("start", "tester")
+                key = "pioctl start -> ready (ms)"
+            else:
+                reply = call(control, {"cmd": "start", "args": {"job": "tester", "args": []}}, 30)
+                assert reply["ok"], reply
+                key = "control call start -> ready (ms)"
+            times[key].append((time.monotonic() - began) * 1000)
         began = time.monotonic()
         os.kill(daemon.status()["tester"]["pid"], signal.SIGKILL)
         watcher.wait(state, "lost", since=began)
