@@ -30,6 +30,7 @@ from pioreactord.client import call  # noqa: E402
 from tests.support.broker import Broker, Watcher  # noqa: E402
 from tests.support.plugins import SETTINGS_JOB  # noqa: E402
 
+GAP = 0.2  # s between one side's start and the other's
 FIGURES = ("control call -> ready (ms)", "job CPU on the start's path (ms)", "USS, idle job (MiB)")
 
 
@@ -75,6 +76,10 @@ class Side:
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         self.watcher.wait(f"pioreactor/{daemon.unit}/exp1/tester/$state", "lost", since=killed)
+        # Each fork server makes its next spare (~5 ms of CPU) some ms after a start: without a
+        # pause it would land in the other side's start, and a change of that delay would seem
+        # to cost or save what the other side paid.
+        time.sleep(GAP)
 
     def close(self) -> None:
         support.BIN = self.bin

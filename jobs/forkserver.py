@@ -12,9 +12,11 @@ child, with its own session, Python's signal dispositions, its job's stack-dump 
 job's channel, already connected to the daemon (jobs/channel.py `prepare_spare_channel`). A
 start forks nothing: the server checks the request and hands it (and its descriptors) to the
 spare, which acknowledges it and becomes the job; the reply is the spare's pid. The next spare
-is made once no request came for `SPARE_AFTER`, or at once for a request that finds none. A
-server that is stopped or dead hands nothing on, so nothing starts behind the daemon's back, and
-a spare whose server is gone exits.
+is made once no request came for `SPARE_AFTER`, or at once for a request that finds none, or
+finds it still getting ready (it rehearses a start first: ~10 ms of CPU; the request goes to a
+spare made at once without one, and the rehearsed one waits for the next). A server that is
+stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare whose
+server is gone exits.
 
 The job process then sheds what it inherited (stdio, environment, cwd, random state; the cached
 config if the file changed) and runs what `python -m pioreactor.runner` runs. Plugins are imported
@@ -47,10 +49,15 @@ STDIO = 3  # stdin, stdout, stderr arrive with each request
 # What a fresh interpreter sets up; every other signal starts at SIG_DFL.
 PYTHON_SIGNALS: dict[int, Any] = {signal.SIGINT: signal.default_int_handler, signal.SIGPIPE: signal.SIG_IGN,
                   signal.SIGXFSZ: signal.SIG_IGN}
+READY = b"ready"  # a spare says so once it waits for a request (rehearsal and channel done)
 ACCEPTED = b"taken"  # the spare's answer once it holds a request
 # The next spare is made once no request came for this long after a hand-over: making it takes
-# ~10 ms of CPU, which on 2 cores made the start it followed ~4 ms slower (bench/spawn.py).
-SPARE_AFTER = 0.05
+# ~5 ms of CPU, which on 2 cores slows a start it overlaps by about as much. A start is ready
+# ~7 ms after its hand-over here, and a next start, if one follows, comes from 50 ms on (a
+# `pioctl start` after another; `$state/set` after a stop: bench/remote_start.py). At 50 ms the
+# spare landed in that next start (16.2 ms against 10.8 ms for a first start, medians of 15
+# pairs); at 20 ms it is ready before it (9.7 ms).
+SPARE_AFTER = 0.02
 BASE_ENVIRONMENT: dict[str, str] = {}  # the server's os.environ, which every job starts with
 SERVER_MODULES: set[str] = set()  # what the server had imported when it forked the job
 
@@ -127,21 +134,29 @@ def serve(server: socket.socket) -> ForkRequest | None:
             close_all(fds)
             server.send(encode({"t": "forked", "error": f"ProtocolError: {exc}"})[0])
             continue  # the spare waits for the next request
+        if spare is not None and spare.state() == GONE:
+            spare.dismiss()
+            spare = None
+        taker = spare
         try:
-            if spare is None:  # starts back to back: this one waits for its spare
+            if taker is None or taker.state() == BUSY:
+                # None: starts back to back. Busy: still rehearsing; waiting for it cost a start
+                # up to 10 ms (bench/remote_start.py: one start in two, 60-70 ms apart). A spare
+                # made now without a rehearsal is ready in ~1 ms; the busy one stays for the next.
                 made = Spare.make(server, rehearse=False)
                 if isinstance(made, ForkRequest):
                     return made
-                spare = made
-            reply: dict[str, Any] = {"t": "forked", "pid": spare.hand_over(message, fds)}
+                taker = made
+            reply: dict[str, Any] = {"t": "forked", "pid": taker.hand_over(message, fds)}
         except OSError as exc:
             reply = {"t": "forked", "error": f"{type(exc).__name__}: {exc}"}
-            if spare is not None:
-                spare.dismiss()
+            if taker is not None:
+                taker.dismiss()
         finally:
             close_all(fds)
-        spare = None
-        handed_at = time.monotonic()
+        if taker is spare:
+            spare = None
+            handed_at = time.monotonic()
         server.send(encode(reply)[0])
 
 
@@ -168,11 +183,15 @@ def parse(message: bytes, fds: list[int], flags: int) -> ForkRequest:
         raise ProtocolError(f"bad fork request: {exc!r}") from None
 
 
+BUSY, WAITING, GONE = "busy", "waiting", "gone"  # what a spare is doing (Spare.state)
+
+
 class Spare:
     """A process forked ahead of a request, already the daemon's child, that becomes one job."""
 
     def __init__(self, pid: int, channel: socket.socket) -> None:
         self.pid, self.channel = pid, channel
+        self._state = BUSY
 
     @classmethod
     def make(cls, server: socket.socket, rehearse: bool) -> Spare | ForkRequest:
@@ -209,10 +228,27 @@ class Spare:
             raise OSError("the intermediate process could not fork")
         return cls(int(reported), ours)
 
+    def state(self) -> str:
+        """BUSY until it says READY (it rehearses and connects its channel first), WAITING
+        after, GONE if it died. Never blocks."""
+        if self._state == BUSY:
+            try:
+                said = self.channel.recv(len(READY), socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return BUSY
+            except OSError:
+                said = b""
+            self._state = WAITING if said == READY else GONE
+        return self._state
+
     def hand_over(self, message: bytes, fds: list[int]) -> int:
-        """The request to the spare; its pid once it holds it (OSError if it is gone)."""
+        """The request to the spare; its pid once it holds it (OSError if it is gone). A spare
+        still busy reads it once ready."""
         socket.send_fds(self.channel, [message], fds)
-        if self.channel.recv(len(ACCEPTED)) != ACCEPTED:
+        said = self.channel.recv(len(ACCEPTED))
+        if said == READY and self._state == BUSY:
+            said = self.channel.recv(len(ACCEPTED))
+        if said != ACCEPTED:
             raise OSError(f"the spare process {self.pid} is gone")
         self.channel.close()
         return self.pid
@@ -236,6 +272,7 @@ def _spare_main(channel: socket.socket, rehearse: bool) -> ForkRequest:
         prepare_spare_channel(socket_path)
         stack_dump.install(socket_path)  # the spare's pid is its job's: the job's file, ahead
     try:
+        channel.send(READY)
         message, fds, flags, _ = socket.recv_fds(channel, FORK_MESSAGE_MAX, STDIO,
                                                  socket.MSG_CMSG_CLOEXEC)
         if not message:

@@ -168,7 +168,7 @@ def test_starts_back_to_back_each_get_a_spare(daemon):
     names = [f"tester{i}" for i in range(3)]
     for name in names:
         daemon.add_plugin(name, SETTINGS_JOB.replace("tester", name))
-    for name in names:  # each request follows the last one's ready by well under 50 ms
+    for name in names:  # each request follows the last one's ready by well under SPARE_AFTER
         reply = call(control, {"cmd": "start", "args": {"job": name, "args": []}}, 30)
         assert reply["ok"], reply
     status = daemon.status()
