@@ -2,10 +2,12 @@
 
 Importing click is the biggest part of a `pioctl status` (more than the interpreter's own start),
 so the plain forms of the commands people type all day, and scripts run in loops, are parsed
-here: `[--config PATH] [--json] COMMAND ARGS` with `--json` also after the command. Anything else
--- help, an unknown option, a wrong number of arguments, an argument that starts with '-', and
-the commands not listed in `ARITY` -- goes to the click group in `pioctl.py`, which gives the
-usage errors and help. Both paths run the same functions of `core`.
+here: `[--config PATH] [--json] COMMAND ARGS` with `--json` also after the command, and
+`start [--timeout S] [--json] JOB JOB_ARGS...` (what follows JOB is the job's, as click passes
+it). Anything else -- help, an unknown option, a wrong number of arguments, an argument that
+starts with '-', and the commands not listed in `ARITY` -- goes to the click group in
+`pioctl.py`, which gives the usage errors and help. Both paths run the same functions of `core`
+(tests/unit/test_pioctl_core.py checks that both parse `start` alike).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import sys
 
 TYPE_CHECKING = False  # typing itself costs an import; mypy reads the block below
 if TYPE_CHECKING:
-    # command, positional arguments, --config, --json, --all
-    Parsed = tuple[str, list[str], str | None, bool, bool]
+    # command, positional arguments, --config, --json, --all, start's --timeout
+    Parsed = tuple[str, list[str], str | None, bool, bool, float]
 
 # command -> (fewest, most) positional arguments (None: no limit)
 ARITY: dict[str, tuple[int, int | None]] = {
@@ -37,6 +39,8 @@ def parse(argv: list[str]) -> Parsed | None:
         else:
             return None
         i += 1
+    if i < len(argv) and argv[i] == "start":
+        return _parse_start(argv[i + 1:], config_path, as_json)
     if i >= len(argv) or argv[i] not in ARITY:
         return None
     command, rest = argv[i], argv[i + 1:]
@@ -51,15 +55,44 @@ def parse(argv: list[str]) -> Parsed | None:
         return None
     if command == "stop" and not args and not stop_all:
         return None
-    return command, args, config_path, as_json, stop_all
+    return command, args, config_path, as_json, stop_all, START_TIMEOUT
+
+
+START_TIMEOUT = 60.0  # s; pioctl.py's `start --timeout` default is this one
+
+
+def _parse_start(rest: list[str], config_path: str | None, as_json: bool) -> Parsed | None:
+    """`start`'s own options, then JOB; everything after JOB is the job's, options included
+    (click: interspersed arguments off, unknown options kept)."""
+    timeout, i = START_TIMEOUT, 0
+    while i < len(rest) and rest[i].startswith("-") and rest[i] != "-":
+        if rest[i] == "--json":
+            as_json = True
+        elif rest[i].startswith("--timeout=") or (rest[i] == "--timeout" and i + 1 < len(rest)):
+            if rest[i] == "--timeout":
+                i += 1
+                value = rest[i]
+            else:
+                value = rest[i][len("--timeout="):]
+            try:
+                timeout = float(value)
+            except ValueError:
+                return None  # click says what is wrong with it
+        else:
+            return None  # help, `--`, an unknown option
+        i += 1
+    if i >= len(rest):
+        return None
+    return "start", rest[i:], config_path, as_json, False, timeout
 
 
 def run(parsed: Parsed) -> None:
     from . import core
 
-    command, args, config_path, as_json, stop_all = parsed
+    command, args, config_path, as_json, stop_all, timeout = parsed
     ctx = core.Context(config_path, as_json)
-    {"status": lambda: core.status(ctx, args[0] if args else None),
+    {"start": lambda: core.start(ctx, args[0], args[1:], timeout),
+     "status": lambda: core.status(ctx, args[0] if args else None),
      "locks": lambda: core.locks(ctx),
      "version": lambda: core.version(ctx),
      "experiment": lambda: core.experiment(ctx, args[0] if args else None),

@@ -2,7 +2,7 @@
 
 The everyday commands usually never get here: `fast.py` (the console script) parses their plain
 forms itself and calls the same `core` functions; anything else (help, a usage error, `logs`,
-`mqtt`, `start`) comes here.
+`mqtt`, `plugins`) comes here.
 
 Exit status (SPEC §3): 0 done; 1 refused or failed; 2 usage error; 3 the daemon cannot be reached.
 """
@@ -16,6 +16,7 @@ import click
 
 from . import core
 from .core import DEFAULT_TIMEOUT, EXIT_FAILED, EXIT_USAGE, Context, fail, table  # noqa: F401 - plugins.py uses table
+from .fast import START_TIMEOUT
 
 
 def _late_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -39,7 +40,7 @@ def cli(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("--timeout", type=float, default=60.0, show_default=True,
+@click.option("--timeout", type=float, default=START_TIMEOUT, show_default=True,
               help="seconds to wait for the job to be ready")
 @click.argument("job")
 @click.argument("job_args", nargs=-1, type=click.UNPROCESSED)

@@ -14,16 +14,22 @@ from pioreactord import client, config
 from pioreactord.cli import core, fast
 
 
+T = fast.START_TIMEOUT
+
+
 @pytest.mark.parametrize("argv, expected", [
-    (["status"], ("status", [], None, False, False)),
-    (["--json", "status", "stirring"], ("status", ["stirring"], None, True, False)),
-    (["status", "--json"], ("status", [], None, True, False)),
-    (["--config", "/x.ini", "locks"], ("locks", [], "/x.ini", False, False)),
-    (["--config=/x.ini", "--json", "version"], ("version", [], "/x.ini", True, False)),
-    (["set", "stirring", "target_rpm", "500"], ("set", ["stirring", "target_rpm", "500"], None, False, False)),
-    (["stop", "--all"], ("stop", [], None, False, True)),
-    (["stop", "a", "b", "--json"], ("stop", ["a", "b"], None, True, False)),
-    (["experiment", "Trial 3"], ("experiment", ["Trial 3"], None, False, False)),
+    (["status"], ("status", [], None, False, False, T)),
+    (["--json", "status", "stirring"], ("status", ["stirring"], None, True, False, T)),
+    (["status", "--json"], ("status", [], None, True, False, T)),
+    (["--config", "/x.ini", "locks"], ("locks", [], "/x.ini", False, False, T)),
+    (["--config=/x.ini", "--json", "version"], ("version", [], "/x.ini", True, False, T)),
+    (["set", "stirring", "target_rpm", "500"], ("set", ["stirring", "target_rpm", "500"], None, False, False, T)),
+    (["stop", "--all"], ("stop", [], None, False, True, T)),
+    (["stop", "a", "b", "--json"], ("stop", ["a", "b"], None, True, False, T)),
+    (["experiment", "Trial 3"], ("experiment", ["Trial 3"], None, False, False, T)),
+    (["start", "stirring"], ("start", ["stirring"], None, False, False, T)),
+    (["start", "--timeout", "5", "stirring", "--target-rpm", "400"],
+     ("start", ["stirring", "--target-rpm", "400"], None, False, False, 5.0)),
 ])
 def test_plain_forms_take_the_quick_path(argv, expected):
     assert tuple(fast.parse(argv)) == expected
@@ -31,12 +37,33 @@ def test_plain_forms_take_the_quick_path(argv, expected):
 
 @pytest.mark.parametrize("argv", [
     [], ["--help"], ["status", "--help"], ["-h"], ["status", "a", "b"], ["set", "a", "b"],
-    ["set", "a", "b", "-5"], ["stop"], ["pause"], ["start", "stirring"], ["logs"], ["mqtt"],
+    ["set", "a", "b", "-5"], ["stop"], ["pause"], ["logs"], ["mqtt"],
     ["--config"], ["--verbose", "status"], ["status", "--config", "x"], ["locks", "x"],
-    ["bogus"], ["status", "--"],
+    ["bogus"], ["status", "--"], ["start"], ["start", "--help"], ["start", "-h"],
+    ["start", "--timeout"], ["start", "--timeout", "soon", "od"], ["start", "--verbose", "od"],
+    ["start", "--", "od"],
 ])
 def test_everything_else_goes_to_click(argv):
     assert fast.parse(argv) is None
+
+
+@pytest.mark.parametrize("argv", [
+    ["start", "od"], ["start", "od", "--json"], ["start", "--json", "od"], ["--json", "start", "od"],
+    ["start", "od", "--x", "1"], ["start", "--timeout", "5", "od", "--timeout", "7"],
+    ["start", "--timeout=2.5", "--json", "od", "a", "b"], ["start", "od", "--help"],
+    ["start", "od", "-h"], ["start", "od", "--", "a"], ["start", "-"],
+    ["--config", "/x.ini", "start", "od"],
+])
+def test_the_quick_path_starts_what_click_would(argv, monkeypatch):
+    """The same job, job arguments, timeout, --json and config as click's `start` gives."""
+    from pioreactord.cli import pioctl
+
+    calls = []
+    monkeypatch.setattr(core, "start", lambda ctx, job, job_args, timeout: calls.append(
+        (job, list(job_args), timeout, ctx.as_json, ctx.config_path)))
+    pioctl.cli.main(argv, standalone_mode=False)
+    fast.run(fast.parse(argv))
+    assert len(calls) == 2 and calls[0] == calls[1]
 
 
 def test_the_keys_pioctl_reads_have_the_config_defaults():
