@@ -151,9 +151,15 @@ def spares(d) -> list[psutil.Process]:
             if c.name() == "pio-forkspare" and c.status() != psutil.STATUS_ZOMBIE]
 
 
+def ready_spares(d) -> list[psutil.Process]:
+    """Spares done rehearsing: the stack-dump file is their last step before saying READY (a
+    request that finds a spare still rehearsing goes to one made for it)."""
+    return [c for c in spares(d) if (d.root / "run" / "stacks" / str(c.pid)).exists()]
+
+
 def test_a_start_takes_the_spare_that_waited_as_the_daemons_child(daemon):
     """No fork on a start's path: the job is the process that was waiting before the request."""
-    waiting = wait_for(lambda: spares(daemon), 5, "a spare waiting as the daemon's child")
+    waiting = wait_for(lambda: ready_spares(daemon), 5, "a spare waiting as the daemon's child")
     assert len(waiting) == 1 and waiting[0].ppid() == daemon.process.pid
     job = started(daemon)
     assert job.pid == waiting[0].pid and job.name() == "tester"
