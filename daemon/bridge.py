@@ -20,7 +20,10 @@ broker restarted without persistence has none), `$state` topics last. `state()` 
 `pioctl status`.
 
 The daemon's socket has TCP_NODELAY: state changes are small writes that must not wait for the
-broker's delayed ACK (SPEC §7).
+broker's delayed ACK (SPEC §7). It also acknowledges what it reads at once (TCP_QUICKACK, which
+Linux drops again by itself: set after every network-loop pass). A stock mosquitto has Nagle on,
+so its next message to us (a `$state/set`, the PUBREC of our next QoS-2 publish) waited for our
+ACK of the last one that needed no answer (a PUBCOMP): 3.8-4.5 ms in 3 of 16 commands traced.
 
 Works with paho-mqtt 1.6 (Debian bookworm) and 2.x (PyPI); the differences stay in this module.
 """
@@ -384,6 +387,7 @@ class Bridge:
                 rc = self._client.loop(timeout=1.0)
             except Exception as exc:  # noqa: BLE001 - as above; paho closes the socket next try
                 return f"unexpected error: {exc!r}", self._up
+            _ack_at_once(self._client.socket())
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 return self._refusal or mqtt.error_string(rc).rstrip("."), self._up
         return "stopping", self._up
@@ -423,6 +427,19 @@ def _no_delay(client, userdata, sock) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):
         pass  # not a TCP socket (a websocket wrapper): nothing to tune
+
+
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+def _ack_at_once(sock: Any) -> None:
+    """Send the ACK of what was just read now, not after the delayed-ACK timer."""
+    if sock is None or _QUICKACK is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+    except (OSError, AttributeError):
+        pass  # closed meanwhile, or not a TCP socket (a websocket wrapper)
 
 
 class _Outage:
