@@ -13,7 +13,6 @@ import zmq
 from pioreactord import client, config
 from pioreactord.cli import core, fast
 
-
 T = fast.START_TIMEOUT
 
 
