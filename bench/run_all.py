@@ -124,13 +124,14 @@ def merged_uss(broker: Broker, jobs: int) -> Figure:
         for name in names:
             daemon.pioctl("start", name)
         pids = [row["pid"] for row in daemon.status().values()]
-        previous, deadline = float("inf"), time.monotonic() + 60
-        while time.monotonic() < deadline:  # ksmd scans 100 pages / 20 ms by default
-            time.sleep(2)
-            figure.samples = [psutil.Process(pid).memory_full_info().uss / 2**20 for pid in pids]
-            if previous - figure.median < 0.02:
-                break
-            previous = figure.median
+        # A page is merged on ksmd's second pass over it (the first only notes it), and it scans
+        # 100 pages / 20 ms by default: wait for three whole passes once the jobs are idle.
+        scans = KSM_RUN.with_name("full_scans")
+        enough = int(scans.read_text()) + 3
+        deadline = time.monotonic() + 180
+        while int(scans.read_text()) < enough and time.monotonic() < deadline:
+            time.sleep(0.5)
+        figure.samples = [psutil.Process(pid).memory_full_info().uss / 2**20 for pid in pids]
         return figure
     finally:
         daemon.cleanup()
