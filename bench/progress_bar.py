@@ -42,12 +42,16 @@ def one_round(daemon: Daemon, seconds: float, width: int) -> tuple[float, float,
     """(daemon CPU %, RSS growth MiB, log rows) over one bar of `seconds` at 100 updates/s."""
     process = psutil.Process(daemon.process.pid)  # type: ignore[union-attr]
     rows_before = daemon.query("SELECT count(*) FROM logs WHERE task = 'printer'")[0][0]
+
+    def bars_done() -> int:
+        return daemon.query("SELECT count(*) FROM logs WHERE task = 'printer' AND "
+                            "message LIKE '%printer done%'")[0][0]
+
+    done_before = bars_done()  # (a round that took the last round's line as its own ended at once)
     rss, cpu, began = process.memory_info().rss, cpu_seconds(process), time.monotonic()
     daemon.pioctl("start", "printer", "--progress", str(int(seconds * 100)), "--rate", "100",
                   "--width", str(width))
-    wait_for(lambda: daemon.query("SELECT count(*) FROM logs WHERE task = 'printer' AND "
-                                  "message LIKE '%printer done%'")[0][0] > 0,
-             seconds * 4 + 30, "the bar to end", poll=0.2)
+    wait_for(lambda: bars_done() > done_before, seconds * 4 + 30, "the bar to end", poll=0.2)
     used, elapsed = cpu_seconds(process) - cpu, time.monotonic() - began
     grown = (process.memory_info().rss - rss) / 2**20
     rows = daemon.query("SELECT count(*) FROM logs WHERE task = 'printer'")[0][0] - rows_before
