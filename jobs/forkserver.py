@@ -13,7 +13,7 @@ job's channel, already connected to the daemon (jobs/channel.py `prepare_spare_c
 start forks nothing: the server checks the request and hands it (and its descriptors) to the
 spare, which acknowledges it and becomes the job; the reply is the spare's pid. The next spare
 is made once no request came for `SPARE_AFTER`, or at once for a request that finds none, or
-finds it still getting ready (it rehearses a start first: ~10 ms of CPU; the request goes to a
+finds it still getting ready (it rehearses a start first: ~5 ms of CPU; the request goes to a
 spare made at once without one, and the rehearsed one waits for the next). A server that is
 stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare whose
 server is gone exits.
@@ -168,8 +168,8 @@ def serve(server: socket.socket) -> ForkRequest | None:
         try:
             if taker is None or taker.state() == BUSY:
                 # None: starts back to back. Busy: still rehearsing; waiting for it cost a start
-                # up to 10 ms (bench/remote_start.py: one start in two, 60-70 ms apart). A spare
-                # made now without a rehearsal is ready in ~1 ms; the busy one stays for the next.
+                # what was left of its ~5 ms (and the CPU it took meanwhile). A spare made now
+                # without a rehearsal is ready in ~1 ms; the busy one stays for the next request.
                 made = Spare.make(server, rehearse=False)
                 if isinstance(made, ForkRequest):
                     return made
