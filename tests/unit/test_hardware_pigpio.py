@@ -9,14 +9,13 @@ import sys
 import threading
 from pathlib import Path
 
+import pigpio  # noqa: F401 - a dependency (setup.cfg): its absence must fail, not skip
 import pytest
 
 from pioreactord.hardware import HardwareError, choose, open_backend
 from pioreactord.hardware.pigpio_backend import PigpioBackend
 from tests.support.i2c_devices import Ads1115, Dac43608, Rp2040Firmware
 from tests.support.waiting import wait_for
-
-pytest.importorskip("pigpio")
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 ROLES = {17: "stirring", 13: "media", 12: "waste", 18: "heater"}
