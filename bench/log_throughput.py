@@ -71,15 +71,15 @@ def one_round(daemon: Daemon, counter: Counter, tag: str,
 
 
 def _seen_at(condition: Callable[[], object], what: str) -> float:
-    """When `condition` first held (the time of the check that saw it)."""
-    deadline = time.monotonic() + 60
-    while True:
-        now = time.monotonic()
-        if condition():
-            return now
-        if now > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.002)
+    """When `condition` first held (the time the check that saw it began)."""
+    began: list[float] = []
+
+    def check() -> object:
+        began.append(time.monotonic())
+        return condition()
+
+    wait_for(check, 60, what, poll=0.002)
+    return began[-1]
 
 
 def _tail(path: Path, size: int = 4096) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.yardsticks import timed_round  # noqa: E402
+from pioreactord.bridge import ack_at_once  # noqa: E402
 from tests.support.broker import Broker, Watcher  # noqa: E402
 from tests.support.daemon import Daemon  # noqa: E402
 from tests.support.plugins import SETTINGS_JOB  # noqa: E402
@@ -66,10 +67,7 @@ def _acknowledge_at_once(watcher: Watcher) -> None:
     sock = watcher.client.socket()
 
     def ack(*_: object) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-        except OSError:
-            pass
+        ack_at_once(sock)
 
     on_message = watcher.client.on_message
     watcher.client.on_message = lambda client, userdata, message: (ack(), on_message(client, userdata, message))

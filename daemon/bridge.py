@@ -387,7 +387,7 @@ class Bridge:
                 rc = self._client.loop(timeout=1.0)
             except Exception as exc:  # noqa: BLE001 - as above; paho closes the socket next try
                 return f"unexpected error: {exc!r}", self._up
-            _ack_at_once(self._client.socket())
+            ack_at_once(self._client.socket())
             if rc != mqtt.MQTT_ERR_SUCCESS:
                 return self._refusal or mqtt.error_string(rc).rstrip("."), self._up
         return "stopping", self._up
@@ -432,7 +432,7 @@ def _no_delay(client, userdata, sock) -> None:
 _QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
-def _ack_at_once(sock: Any) -> None:
+def ack_at_once(sock: Any) -> None:
     """Send the ACK of what was just read now, not after the delayed-ACK timer."""
     if sock is None or _QUICKACK is None:
         return
