@@ -102,6 +102,7 @@ def spawn_figures(broker: Broker, rounds: int) -> dict[str, Figure]:
 
 KSM_RUN = Path("/sys/kernel/mm/ksm/run")  # the kernel's same-page merging: 1 = running
 KSM_WAIT = 600.0  # s: the longest the merged row waits for ksmd
+KSM_SCANS = 3  # ksmd's whole passes the merged row waits for (a page merges on its second)
 
 
 def merged_uss(broker: Broker, jobs: int) -> Figure:
@@ -125,22 +126,23 @@ def merged_uss(broker: Broker, jobs: int) -> Figure:
         for name in names:
             daemon.pioctl("start", name)
         pids = [row["pid"] for row in daemon.status().values()]
-        # A page is merged on ksmd's second pass over it (the first only notes it): wait for three
-        # whole passes once the jobs are idle. 100 pages / 20 ms (the default): ~25 s here; at
-        # sleep_millisecs = 200 (README.Debian's advice) ~3.5 min.
+        # A page is merged on ksmd's second pass over it (the first only notes it): wait for
+        # KSM_SCANS whole passes once the jobs are idle. 100 pages / 20 ms (the default): ~25 s
+        # here; at sleep_millisecs = 200 (README.Debian's advice) ~3.5 min.
         scans = KSM_RUN.with_name("full_scans")
         first = int(scans.read_text())
         began = time.monotonic()
         said = began
-        while (done := int(scans.read_text()) - first) < 3 and time.monotonic() < began + KSM_WAIT:
+        deadline = began + KSM_WAIT
+        while (done := int(scans.read_text()) - first) < KSM_SCANS and time.monotonic() < deadline:
             if time.monotonic() - said >= 15:
                 said = time.monotonic()
-                print(f"  waiting for ksmd: {done} of 3 full scans after {said - began:.0f} s",
-                      file=sys.stderr, flush=True)
+                print(f"  waiting for ksmd: {done} of {KSM_SCANS} full scans after "
+                      f"{said - began:.0f} s", file=sys.stderr, flush=True)
             time.sleep(0.5)
-        if done < 3:
-            figure.name = (f"USS of an idle forked job, KSM on, not merged yet ({done} of 3 ksmd "
-                           f"scans in {KSM_WAIT:.0f} s)")
+        if done < KSM_SCANS:
+            figure.name = (f"USS of an idle forked job, KSM on, not merged yet ({done} of "
+                           f"{KSM_SCANS} ksmd scans in {KSM_WAIT:.0f} s)")
         figure.samples = [psutil.Process(pid).memory_full_info().uss / 2**20 for pid in pids]
         return figure
     finally:
