@@ -14,7 +14,8 @@ start forks nothing: the server checks the request and hands it (and its descrip
 spare, which acknowledges it and becomes the job; the reply is the spare's pid. The next spare
 is made once no request came for `SPARE_AFTER`, or at once for a request that finds none, or
 finds it still getting ready (it rehearses a start first: ~5 ms of CPU; the request goes to a
-spare made at once without one, and the rehearsed one waits for the next). A server that is
+spare made at once without one, and the rehearsed one waits for the next), or finds it gone (a
+rehearsal that hangs ends its spare after `REHEARSAL_LIMIT`). A server that is
 stopped or dead hands nothing on, so nothing starts behind the daemon's back, and a spare whose
 server is gone exits.
 
@@ -59,6 +60,10 @@ ACCEPTED = b"taken"  # the spare's answer once it holds a request
 # spare landed in that next start (16.2 ms against 10.8 ms for a first start, medians of 15
 # pairs); at 20 ms it is ready before it (9.7 ms).
 SPARE_AFTER = 0.02
+# A rehearsal takes ~5 ms; one still going after this long hangs (a plugin's import waiting on a
+# dead network share, say) and the kernel ends the spare (SIGALRM, left at its default), so the
+# server makes another one instead of keeping a spare that never gets ready.
+REHEARSAL_LIMIT = 30
 BASE_ENVIRONMENT: dict[str, str] = {}  # the server's os.environ, which every job starts with
 SERVER_MODULES: set[str] = set()  # what the server had imported when it forked the job
 
@@ -159,6 +164,8 @@ def serve(server: socket.socket) -> ForkRequest | None:
             server.send(encode({"t": "forked", "error": f"ProtocolError: {exc}"})[0])
             continue  # the spare waits for the next request
         if spare is not None and spare.state() == GONE:
+            print(f"fork server: spare process {spare.pid} ended before it was handed a request",
+                  file=sys.stderr)
             spare.dismiss()
             spare = None
         taker = spare
@@ -290,7 +297,11 @@ def _spare_main(channel: socket.socket, rehearse: bool) -> ForkRequest:
     from pioreactor.channel import prepare_spare_channel
 
     if rehearse:
-        rehearse_start()
+        signal.alarm(REHEARSAL_LIMIT)
+        try:
+            rehearse_start()
+        finally:
+            signal.alarm(0)
     socket_path = os.environ.get(JOB_SOCKET_ENV)
     if socket_path:  # it never forks again: its channel can start its threads now
         prepare_spare_channel(socket_path)

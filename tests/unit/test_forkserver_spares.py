@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
+import time
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +27,10 @@ class Server:
     """`forkserver.serve` in a child; each spare that becomes a job writes a line to a pipe:
     its pid, its job's name, and whether it rehearsed."""
 
-    def __init__(self) -> None:
+    def __init__(self, hang_first: Path | None = None,
+                 rehearsal_limit: int = forkserver.REHEARSAL_LIMIT) -> None:
+        """`hang_first`: the first rehearsal writes its spare's pid there and never returns."""
+        self.hang_first = hang_first
         self.release_r, self.release_w = os.pipe()
         jobs_r, jobs_w = os.pipe()
         self.socket, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -33,7 +39,9 @@ class Server:
         if self.pid == 0:  # the server, and every spare it forks
             try:
                 self.socket.close()
+                forkserver.reset_signals()  # as its main does: SIGALRM not pytest-timeout's
                 forkserver.rehearse_start = self._held_rehearsal
+                forkserver.REHEARSAL_LIMIT = rehearsal_limit
                 request = forkserver.serve(theirs)
                 if request is not None:  # a spare that became a job
                     os.write(jobs_w, f"{os.getpid()} {request.argv[0]} {bool(REHEARSED)}\n".encode())
@@ -44,6 +52,10 @@ class Server:
         self.jobs = os.fdopen(jobs_r, "r")
 
     def _held_rehearsal(self) -> None:
+        if self.hang_first is not None and not self.hang_first.exists():
+            self.hang_first.write_text(str(os.getpid()))
+            while True:
+                signal.pause()
         os.read(self.release_r, 1)
         REHEARSED.append(True)
 
@@ -68,7 +80,18 @@ class Server:
     def close(self) -> None:
         self.socket.close()  # the server returns; a spare still waiting exits
         self.release_rehearsals()
-        os.waitpid(self.pid, 0)
+        if self.hang_first is not None and self.hang_first.exists():
+            try:  # a rehearsal that still hangs: the fork server did not end it
+                os.kill(int(self.hang_first.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                raise AssertionError("the fork server did not exit within 10 s of its socket closing")
+            time.sleep(0.01)  # polling interval of the deadline wait
         self.jobs.close()
 
 
@@ -102,3 +125,25 @@ def test_a_request_goes_to_the_spare_once_it_is_ready(server):
         return server.job_ran() == (pid, "job", True)
 
     wait_for(a_rehearsed_spare_took_it, 5, "a start given a rehearsed spare")
+
+
+def test_a_spare_whose_rehearsal_hangs_is_ended_and_a_later_one_rehearses(tmp_path, capfd):
+    hung = tmp_path / "hung-spare"
+    server = Server(hang_first=hung, rehearsal_limit=1)
+    try:
+        server.release_rehearsals()  # every rehearsal after the first one passes
+        wait_for(hung.exists, 5, "the first spare's rehearsal to hang")
+
+        def a_rehearsed_spare_took_one() -> bool:
+            pid = server.fork("job")
+            ran = server.job_ran()
+            assert ran[:2] == (pid, "job")
+            return ran[2]
+
+        # Until the limit the hung spare is only passed over (a spare made without a rehearsal
+        # takes each start); after it, the server replaces it and the next one rehearses again.
+        wait_for(a_rehearsed_spare_took_one, 10, "a start given a rehearsed spare", poll=0.1)
+    finally:
+        server.close()
+    hung_pid = int(hung.read_text())
+    assert f"spare process {hung_pid} ended before it was handed a request" in capfd.readouterr().err
