@@ -398,15 +398,31 @@ def forget_cached_config() -> None:
 
 
 def set_process_name(name: str) -> None:
-    """What `ps -e` and `top` show (15 bytes): every forked process has the server's cmdline."""
+    """What `ps -e` and `top` show (15 bytes): every forked process has the server's cmdline.
+    Threads the spare started (its channel's) took the spare's name, as Python 3.11 names no OS
+    thread: they take the new one too, so `top -H` shows whose they are. libzmq's own (ZMQbg/*)
+    keep theirs."""
     try:
-        comm = os.open("/proc/self/comm", os.O_WRONLY)
-        try:
-            os.write(comm, name.encode()[:15])
-        finally:
-            os.close(comm)
+        before = read_bytes("/proc/self/comm")
+        tasks = os.listdir("/proc/self/task")
     except OSError:
-        pass
+        return
+    for task in tasks:
+        comm = f"/proc/self/task/{task}/comm"
+        try:
+            if read_bytes(comm) == before:
+                fd = os.open(comm, os.O_WRONLY)
+                try:
+                    os.write(fd, name.encode()[:15])
+                finally:
+                    os.close(fd)
+        except OSError:
+            pass  # a thread that ended meanwhile
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def close_all(fds: list[int]) -> None:

@@ -142,6 +142,10 @@ def test_jobs_fork_from_the_server_by_default(daemon):
     assert forked(job) and job.pid != server
     assert job.ppid() == daemon.process.pid  # re-parented: the daemon's child (SPEC §1)
     assert job.name() == "tester"  # the process name says which job it is
+    threads = [Path(f"/proc/{job.pid}/task/{t.id}/comm").read_text().strip()
+               for t in psutil.Process(job.pid).threads()]
+    assert threads.count("tester") >= 2, threads  # and its channel's threads, which the spare started
+    assert "pio-forkspare" not in threads, threads
     assert daemon.query("SELECT count(*) FROM logs WHERE message LIKE ?",
                         (f"spawned (job=tester pid={job.pid} via=forkserver%",))[0][0] == 1
     children = psutil.Process(daemon.process.pid).children()
