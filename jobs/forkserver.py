@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
     gc.disable()  # no collection may dirty the pages every job shares; jobs enable it again
     reset_signals()  # once here: spares and jobs inherit Python's own dispositions and mask
     preload()
+    rehearse_in_server()
     BASE_ENVIRONMENT.update(os.environ)
     SERVER_MODULES.update(sys.modules)
     gc.freeze()
@@ -322,10 +323,32 @@ def _spare_main(channel: socket.socket, rehearse: bool) -> ForkRequest:
     return request
 
 
+def rehearse_in_server() -> None:
+    """Rehearse once in the server as well, before the freeze: what a first start makes lazily
+    and keeps (mostly the abc module's isinstance caches: ~60 weak references and their sets,
+    written into classes' shared pages) is then made once and shared, not again in every spare
+    and job: ~0.3 MiB less USS in each (an idle job 5.97 -> 5.70 MiB here; 8 or 50 rehearsals
+    save no more). Unlike a spare's, a rehearsal that hangs here is given up, not fatal: a server
+    that died of it would hang again each time it is started, and every start would use exec."""
+    def give_up(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"still going after {REHEARSAL_LIMIT} s")
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(REHEARSAL_LIMIT)
+    try:
+        rehearse_start()  # reports its own failures, a TimeoutError raised inside it among them
+    except TimeoutError as exc:
+        print(f"fork server: a rehearsal failed: {exc!r}", file=sys.stderr)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)  # a spare's hung rehearsal ends the spare
+
+
 def rehearse_start() -> None:
     """Load a typical plugin, run its command's option parsing and check the cached config, then
     forget them: the pages every start copies on write for these steps (~0.5k: refcounts of
-    shared objects) are copied now, while the spare waits, and not on the start's path."""
+    shared objects) are copied now, while the spare waits, and not on the start's path. The
+    server runs it once too, before it forks anything (`rehearse_in_server`)."""
     from pathlib import Path
 
     from pioreactor import catalog
@@ -340,7 +363,7 @@ def rehearse_start() -> None:
         module.click_rehearsal.main(args=["--value", "2", "--dry-run"], standalone_mode=False)
         forget_cached_config()  # become_job checks again; the first check in a process: 0.26 ms
     except Exception as exc:  # noqa: BLE001 - a rehearsal only saves time; the job runs anyway
-        print(f"fork server spare: rehearsal failed: {exc!r}", file=sys.stderr)
+        print(f"fork server: a rehearsal failed: {exc!r}", file=sys.stderr)
     finally:
         sys.modules.pop("pioreactor_plugins._rehearsal", None)
 

@@ -7,6 +7,7 @@ waiting for one cost a start that came meanwhile up to that much, and more on a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -147,3 +148,23 @@ def test_a_spare_whose_rehearsal_hangs_is_ended_and_a_later_one_rehearses(tmp_pa
         server.close()
     hung_pid = int(hung.read_text())
     assert f"spare process {hung_pid} ended before it was handed a request" in capfd.readouterr().err
+
+
+def test_a_rehearsal_that_hangs_in_the_server_is_given_up_and_the_server_goes_on(tmp_path):
+    """In a child: pytest-timeout keeps SIGALRM for itself in this process."""
+    report = tmp_path / "report"
+    pid = os.fork()
+    if pid == 0:
+        try:
+            forkserver.REHEARSAL_LIMIT = 1
+            forkserver.rehearse_start = lambda: time.sleep(60)
+            with open(report, "w") as out, contextlib.redirect_stderr(out):
+                forkserver.rehearse_in_server()
+                print("went on; SIGALRM default:",
+                      signal.getsignal(signal.SIGALRM) == signal.SIG_DFL, file=out)
+        finally:
+            os._exit(0)
+    wait_for(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, 10, "the server past its rehearsal")
+    assert report.read_text().splitlines() == [
+        "fork server: a rehearsal failed: TimeoutError('still going after 1 s')",
+        "went on; SIGALRM default: True"]
