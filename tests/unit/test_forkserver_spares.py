@@ -86,13 +86,13 @@ class Server:
                 os.kill(int(self.hang_first.read_text()), signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 10
-        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
-            if time.monotonic() > deadline:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-                raise AssertionError("the fork server did not exit within 10 s of its socket closing")
-            time.sleep(0.01)  # polling interval of the deadline wait
+        try:
+            wait_for(lambda: os.waitpid(self.pid, os.WNOHANG) != (0, 0), 10,
+                     "the fork server to exit after its socket closed")
+        except TimeoutError:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            raise AssertionError("the fork server did not exit within 10 s of its socket closing") from None
         self.jobs.close()
 
 
